@@ -1,0 +1,1 @@
+"""tollgate: usage metering and progressive billing on Kafka."""

@@ -1,0 +1,1 @@
+"""Delivery of the pipeline's outputs: invoices into PostgreSQL, signed webhooks. Never billing."""
