@@ -1,0 +1,339 @@
+"""The catalog: billable metrics, plans, customers and subscription definitions (spec §1).
+
+Definitions arrive as Lago-shaped JSON objects. Parsing validates them whole: a definition that
+breaks a rule raises `DefinitionError` and changes nothing (the shells report or dead-letter it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pipeline.billing.aggregation import AGGREGATION_TYPES
+from pipeline.billing.money import parse_amount
+from pipeline.billing.periods import BILLING_TIMES, INTERVALS
+from pipeline.billing.pricing import ChargeModel, parse_charge_model
+from pipeline.billing.timestamps import parse_instant
+
+
+class DefinitionError(ValueError):
+    """A definition that spec §1 refuses; the message says which rule it broke."""
+
+
+@dataclass(frozen=True, slots=True)
+class BillableMetric:
+    code: str
+    name: str
+    aggregation_type: str
+    field_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    billable_metric_code: str
+    charge_model: str
+    model: ChargeModel
+
+
+@dataclass(frozen=True, slots=True)
+class UsageThreshold:
+    amount_cents: int
+    threshold_display_name: str | None
+    recurring: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The thresholds that apply to one subscription, ready for the §5 check."""
+
+    fixed: tuple[UsageThreshold, ...]  # ascending by amount
+    recurring: UsageThreshold | None
+
+    def __bool__(self) -> bool:
+        return bool(self.fixed) or self.recurring is not None
+
+    @property
+    def largest_fixed(self) -> int:
+        return self.fixed[-1].amount_cents if self.fixed else 0
+
+    def applicable(self) -> tuple[UsageThreshold, ...]:
+        """Fixed ascending, then the recurring one (the order of the webhook's list)."""
+        return self.fixed + ((self.recurring,) if self.recurring else ())
+
+
+NO_THRESHOLDS = Thresholds((), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    code: str
+    name: str
+    interval: str
+    amount_cents: int
+    amount_currency: str
+    pay_in_advance: bool
+    charges: tuple[Charge, ...]
+    thresholds: Thresholds
+    charges_by_metric: Mapping[str, Charge] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Tax:
+    code: str
+    rate: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    external_id: str
+    currency: str | None
+    timezone: str
+    taxes: tuple[Tax, ...]
+    defined_at: datetime | None = field(default=None, compare=False)
+
+    @property
+    def tax_rate(self) -> Decimal:
+        return sum((tax.rate for tax in self.taxes), Decimal(0))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def default_customer(external_id: str) -> Customer:
+    """A customer named by a subscription but not defined yet (spec §1 defaults)."""
+    return Customer(external_id, None, "UTC", ())
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionDefinition:
+    external_id: str
+    external_customer_id: str
+    plan_code: str
+    billing_time: str
+    subscription_at: datetime | None
+    thresholds: Thresholds | None  # None: fall back to the plan's
+    progressive_billing_disabled: bool
+    historical_usage_amount_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Everything every worker knows: metrics, plans and customers by code / external id."""
+
+    metrics: Mapping[str, BillableMetric] = field(default_factory=dict)
+    plans: Mapping[str, Plan] = field(default_factory=dict)
+    customers: Mapping[str, Customer] = field(default_factory=dict)
+
+    def customer(self, external_id: str) -> Customer:
+        return self.customers.get(external_id) or default_customer(external_id)
+
+    def with_metric(self, metric: BillableMetric) -> Catalog:
+        old = self.metrics.get(metric.code)
+        if old and (old.aggregation_type, old.field_name) != (
+            metric.aggregation_type,
+            metric.field_name,
+        ):
+            raise DefinitionError(
+                f"billable metric {metric.code!r}: aggregation_type and field_name cannot change"
+            )
+        return Catalog({**self.metrics, metric.code: metric}, self.plans, self.customers)
+
+    def with_plan(self, plan: Plan) -> Catalog:
+        return Catalog(self.metrics, {**self.plans, plan.code: plan}, self.customers)
+
+    def with_customer(self, customer: Customer) -> Catalog:
+        customers = {**self.customers, customer.external_id: customer}
+        return Catalog(self.metrics, self.plans, customers)
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+
+def _text(obj: Mapping[str, object], key: str, what: str, *, required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+        raise DefinitionError(f"{what}: {key} must be a non-empty string, got {value!r}")
+    return str(value)
+
+
+def _required_text(obj: Mapping[str, object], key: str, what: str) -> str:
+    text = _text(obj, key, what)
+    assert text is not None
+    return text
+
+
+def _flag(obj: Mapping[str, object], key: str, what: str, default: bool) -> bool:
+    value = obj.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise DefinitionError(f"{what}: {key} must be true or false, got {value!r}")
+    return value
+
+
+def _cents(obj: Mapping[str, object], key: str, what: str, default: int | None = None) -> int:
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            return int(value)
+        raise DefinitionError(f"{what}: {key} must be an integer number of cents, got {value!r}")
+    return value
+
+
+def _mapping(value: object, what: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise DefinitionError(f"{what} must be an object, got {type(value).__name__}")
+    return value
+
+
+def parse_metric(obj: object) -> BillableMetric:
+    body = _mapping(obj, "billable_metric")
+    code = _required_text(body, "code", "billable_metric")
+    what = f"billable metric {code!r}"
+    aggregation = body.get("aggregation_type")
+    if aggregation not in AGGREGATION_TYPES:
+        raise DefinitionError(f"{what}: unsupported aggregation_type {aggregation!r}")
+    field_name = _text(body, "field_name", what, required=aggregation != "count_agg")
+    return BillableMetric(code, str(body.get("name") or code), str(aggregation), field_name)
+
+
+def parse_thresholds(value: object, what: str) -> Thresholds:
+    if not isinstance(value, list):
+        raise DefinitionError(f"{what}: usage_thresholds must be a list")
+    fixed: list[UsageThreshold] = []
+    recurring: list[UsageThreshold] = []
+    for item in value:
+        body = _mapping(item, f"{what}: usage threshold")
+        amount = _cents(body, "amount_cents", f"{what}: usage threshold")
+        if amount <= 0:
+            raise DefinitionError(f"{what}: usage threshold amount_cents must be > 0")
+        name = body.get("threshold_display_name")
+        if name is not None and not isinstance(name, str):
+            raise DefinitionError(f"{what}: threshold_display_name must be a string")
+        threshold = UsageThreshold(amount, name, _flag(body, "recurring", what, False))
+        (recurring if threshold.recurring else fixed).append(threshold)
+    amounts = [t.amount_cents for t in fixed]
+    if len(set(amounts)) != len(amounts):
+        raise DefinitionError(f"{what}: two fixed usage thresholds with the same amount")
+    if len(recurring) > 1:
+        raise DefinitionError(f"{what}: at most one recurring usage threshold")
+    fixed.sort(key=lambda t: t.amount_cents)
+    return Thresholds(tuple(fixed), recurring[0] if recurring else None)
+
+
+def parse_plan(obj: object, metrics: Mapping[str, BillableMetric]) -> Plan:
+    body = _mapping(obj, "plan")
+    code = _required_text(body, "code", "plan")
+    what = f"plan {code!r}"
+    interval = body.get("interval")
+    if interval not in INTERVALS:
+        raise DefinitionError(f"{what}: interval must be one of {sorted(INTERVALS)}")
+    amount = _cents(body, "amount_cents", what, 0)
+    if amount < 0:
+        raise DefinitionError(f"{what}: amount_cents must not be negative")
+    currency = _required_text(body, "amount_currency", what)
+    charges = tuple(_parse_charge(item, metrics, what) for item in _list(body, "charges", what))
+    by_metric = {charge.billable_metric_code: charge for charge in charges}
+    if len(by_metric) != len(charges):
+        raise DefinitionError(f"{what}: a plan charges a metric at most once")
+    thresholds = parse_thresholds(body.get("usage_thresholds") or [], what)
+    pay_in_advance = _flag(body, "pay_in_advance", what, False)
+    name = str(body.get("name") or code)
+    return Plan(
+        code, name, str(interval), amount, currency, pay_in_advance, charges, thresholds, by_metric
+    )
+
+
+def _list(body: Mapping[str, object], key: str, what: str) -> list[object]:
+    value = body.get(key) or []
+    if not isinstance(value, list):
+        raise DefinitionError(f"{what}: {key} must be a list")
+    return value
+
+
+def _parse_charge(obj: object, metrics: Mapping[str, BillableMetric], what: str) -> Charge:
+    body = _mapping(obj, f"{what}: charge")
+    metric_code = _required_text(body, "billable_metric_code", f"{what}: charge")
+    metric = metrics.get(metric_code)
+    if metric is None:
+        raise DefinitionError(f"{what}: unknown billable metric {metric_code!r}")
+    if body.get("pay_in_advance") or body.get("invoiceable") is False:
+        raise DefinitionError(
+            f"{what}: per-charge pay_in_advance and invoiceable=false are not supported yet"
+        )
+    model_name = str(body.get("charge_model"))
+    properties = body.get("properties") or {}
+    try:
+        model = parse_charge_model(
+            model_name, _mapping(properties, "properties"), metric.aggregation_type
+        )
+    except ValueError as error:
+        raise DefinitionError(f"{what}: charge on {metric_code!r}: {error}") from None
+    return Charge(metric_code, model_name, model)
+
+
+def parse_customer(obj: object, defined_at: datetime | None = None) -> Customer:
+    body = _mapping(obj, "customer")
+    external_id = _required_text(body, "external_id", "customer")
+    what = f"customer {external_id!r}"
+    timezone = body.get("timezone") or "UTC"
+    try:
+        ZoneInfo(str(timezone))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise DefinitionError(f"{what}: unknown timezone {timezone!r}") from None
+    taxes = []
+    for item in _list(body, "taxes", what):
+        tax = _mapping(item, f"{what}: tax")
+        try:
+            rate = parse_amount(tax.get("rate"), "rate")
+        except ValueError as error:
+            raise DefinitionError(f"{what}: tax: {error}") from None
+        if rate < 0:
+            raise DefinitionError(f"{what}: tax rate must not be negative")
+        taxes.append(Tax(_required_text(tax, "code", f"{what}: tax"), rate))
+    currency = _text(body, "currency", what, required=False)
+    return Customer(external_id, currency, str(timezone), tuple(taxes), defined_at)
+
+
+def parse_subscription(obj: object) -> SubscriptionDefinition:
+    body = _mapping(obj, "subscription")
+    external_id = _required_text(body, "external_id", "subscription")
+    what = f"subscription {external_id!r}"
+    billing_time = body.get("billing_time") or "calendar"
+    if billing_time not in BILLING_TIMES:
+        raise DefinitionError(f"{what}: billing_time must be calendar or anniversary")
+    raw_at = body.get("subscription_at")
+    subscription_at = None
+    if raw_at is not None:
+        try:
+            subscription_at = parse_instant(raw_at)
+        except ValueError as error:
+            raise DefinitionError(f"{what}: subscription_at: {error}") from None
+    raw_thresholds = body.get("usage_thresholds")
+    thresholds = parse_thresholds(raw_thresholds, what) if raw_thresholds else None
+    historical = _cents(body, "historical_usage_amount_cents", what, 0)
+    if historical < 0:
+        raise DefinitionError(f"{what}: historical_usage_amount_cents must not be negative")
+    return SubscriptionDefinition(
+        external_id=external_id,
+        external_customer_id=_required_text(body, "external_customer_id", what),
+        plan_code=_required_text(body, "plan_code", what),
+        billing_time=str(billing_time),
+        subscription_at=subscription_at,
+        thresholds=thresholds,
+        progressive_billing_disabled=_flag(body, "progressive_billing_disabled", what, False),
+        historical_usage_amount_cents=historical,
+    )
+
+
+def applicable_thresholds(definition: SubscriptionDefinition, plan: Plan) -> Thresholds:
+    """Spec §1: none when disabled; the subscription's own when non-empty; else the plan's."""
+    if definition.progressive_billing_disabled:
+        return NO_THRESHOLDS
+    return definition.thresholds if definition.thresholds else plan.thresholds

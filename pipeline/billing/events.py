@@ -1,0 +1,80 @@
+"""Reading a usage event (spec §1, §8): shape first, then its value for the metric."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from pipeline.billing.aggregation import unique_key
+from pipeline.billing.catalog import BillableMetric
+from pipeline.billing.money import NotANumber, parse_number
+from pipeline.billing.timestamps import parse_instant
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    transaction_id: str
+    external_subscription_id: str
+    code: str
+    timestamp: datetime | None  # None: the record's time
+    properties: Mapping[str, object]
+
+
+class EventShapeError(ValueError):
+    """The event's shape is wrong (spec §8 `invalid`, checked before the subscription)."""
+
+
+def read_event(payload: Mapping[str, object]) -> UsageEvent:
+    """The event's ids, timestamp and properties, or `EventShapeError` naming the bad field."""
+    transaction_id = _identifier(payload, "transaction_id")
+    subscription = _identifier(payload, "external_subscription_id")
+    code = _identifier(payload, "code")
+    raw_timestamp = payload.get("timestamp")
+    timestamp = None
+    if raw_timestamp is not None:
+        try:
+            timestamp = parse_instant(raw_timestamp)
+        except ValueError as error:
+            raise EventShapeError(f"timestamp: {error}") from None
+    properties = payload.get("properties")
+    if properties is None:
+        properties = {}
+    if not isinstance(properties, Mapping):
+        raise EventShapeError(f"properties must be an object, got {type(properties).__name__}")
+    return UsageEvent(transaction_id, subscription, code, timestamp, properties)
+
+
+def event_subscription_id(payload: Mapping[str, object]) -> str | None:
+    """The external subscription id if it is usable, for routing an error to its subscription."""
+    value = payload.get("external_subscription_id")
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        return None
+    return str(value)
+
+
+def _identifier(payload: Mapping[str, object], key: str) -> str:
+    value = payload.get(key)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise EventShapeError(f"{key} must be a non-empty string, got {value!r}")
+    text = str(value)
+    if not text:
+        raise EventShapeError(f"{key} must be a non-empty string")
+    return text
+
+
+def metric_value(metric: BillableMetric, properties: Mapping[str, object]) -> Decimal | str | None:
+    """The value the metric aggregates, or `NotANumber` (spec §8 `invalid`) with the reason."""
+    if metric.aggregation_type == "count_agg":
+        return None
+    assert metric.field_name is not None
+    raw = properties.get(metric.field_name)
+    if raw is None:
+        raise NotANumber(f"property {metric.field_name!r} is missing")
+    try:
+        if metric.aggregation_type == "unique_count_agg":
+            return unique_key(raw)
+        return parse_number(raw)
+    except ValueError as error:
+        raise NotANumber(f"property {metric.field_name!r}: {error}") from None

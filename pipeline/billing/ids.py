@@ -1,0 +1,32 @@
+"""Deterministic ids: the same records give the same ids on every replay and every worker."""
+
+from __future__ import annotations
+
+import uuid
+
+_NAMESPACE = uuid.UUID("6f1d7a52-3c1e-4b8e-9a57-1b7f0c2d9e41")
+
+
+def stable_id(*parts: object) -> str:
+    """A UUID (v5) derived from `parts`; at-least-once delivery becomes exactly-once in effect."""
+    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(str(part) for part in parts)))
+
+
+def subscription_id(external_id: str, generation: int) -> str:
+    return stable_id("subscription", external_id, generation)
+
+
+def plan_id(code: str) -> str:
+    return stable_id("plan", code)
+
+
+def customer_id(external_id: str) -> str:
+    return stable_id("customer", external_id)
+
+
+def invoice_id(subscription_lago_id: str, sequential_id: int) -> str:
+    return stable_id("invoice", subscription_lago_id, sequential_id)
+
+
+def invoice_number(subscription_lago_id: str, sequential_id: int) -> str:
+    return f"TG-{subscription_lago_id[:8].upper()}-{sequential_id:03d}"

@@ -1,0 +1,29 @@
+"""Why an input could not be billed (spec §8), as values rather than exceptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Reason codes, in the order spec §8 checks them."""
+
+    MALFORMED = "malformed"
+    INVALID = "invalid"
+    UNKNOWN_SUBSCRIPTION = "unknown_subscription"
+    UNKNOWN_METRIC = "unknown_metric"
+    BEFORE_SUBSCRIPTION_START = "before_subscription_start"
+    LATE_EVENT = "late_event"
+    INVALID_DEFINITION = "invalid_definition"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One input that cannot be billed: becomes a dead letter (and `event.error` for events)."""
+
+    reason: Reason
+    message: str
+    ref: str
+    payload: object  # the input as far as it decoded, else its raw text
+    external_subscription_id: str | None = None

@@ -1,0 +1,113 @@
+"""The state of one subscription (one external id): its period, usage and what it has billed.
+
+Mutable, and owned by exactly one ledger: the per-event path cannot afford to copy it. Shells
+persist it through `state.py` after each batch; a state is never shared between ledgers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from pipeline.billing.aggregation import Accumulator
+from pipeline.billing.catalog import SubscriptionDefinition
+from pipeline.billing.ids import subscription_id
+from pipeline.billing.invoices import ProgressiveRef
+from pipeline.billing.periods import Period
+
+PENDING = "pending"
+ACTIVE = "active"
+TERMINATED = "terminated"
+CANCELED = "canceled"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEvent:
+    """An accepted event for a period that has not opened yet; applied when it opens."""
+
+    timestamp: datetime
+    timestamp_us: int
+    seq: int
+    code: str
+    value: Decimal | str | None
+
+
+class SubscriptionState:
+    __slots__ = (
+        "accumulators",
+        "anchor",
+        "created_at",
+        "current",
+        "definition",
+        "external_id",
+        "fees",
+        "generation",
+        "held",
+        "invoiced",
+        "invoices",
+        "lago_id",
+        "period",
+        "period_fee_cents",
+        "progressive",
+        "seen",
+        "seq",
+        "status",
+        "subscription_at",
+        "terminated_at",
+    )
+
+    def __init__(self, external_id: str) -> None:
+        self.external_id = external_id
+        self.generation = 0
+        self.lago_id = ""
+        self.definition: SubscriptionDefinition | None = None
+        self.status = ""
+        self.subscription_at: datetime | None = None
+        self.created_at: datetime | None = None
+        self.anchor: date | None = None
+        self.terminated_at: datetime | None = None
+        # The open period and its usage: C (`current`) is the sum of `fees`, one per charge.
+        self.period: Period | None = None
+        self.period_fee_cents: int | None = None  # in-arrears plan fee due at its close
+        self.accumulators: dict[str, Accumulator] = {}
+        self.fees: dict[str, int] = {}
+        self.current = 0
+        self.progressive: ProgressiveRef | None = None  # P: latest progressive invoice
+        self.held: list[HeldEvent] = []
+        # Lifetime: I (`invoiced`), counters, and the de-duplication window.
+        self.invoiced = 0
+        self.invoices = 0
+        self.seq = 0
+        self.seen: dict[str, int] = {}
+
+    @property
+    def progressed(self) -> int:
+        return self.progressive.fees_cents if self.progressive else 0
+
+    def begin(self, definition: SubscriptionDefinition, at: datetime, created_at: datetime) -> None:
+        """Start a new subscription under this external id (a new `lago_id` after an old one
+        ended); the transaction ids already seen still count."""
+        self.generation += 1
+        self.lago_id = subscription_id(self.external_id, self.generation)
+        self.definition = definition
+        self.status = PENDING
+        self.subscription_at = at
+        self.created_at = created_at
+        self.anchor = None
+        self.terminated_at = None
+        self.invoiced = 0
+        self.reset_period(None)
+        self.held = []
+
+    def reset_period(self, period: Period | None) -> None:
+        self.period = period
+        self.period_fee_cents = None
+        self.accumulators = {}
+        self.fees = {}
+        self.current = 0
+        self.progressive = None
+
+    def next_sequential_id(self) -> int:
+        self.invoices += 1
+        return self.invoices
