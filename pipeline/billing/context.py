@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pipeline.billing.catalog import Catalog, Customer, Plan
 from pipeline.billing.invoices import Parties
 from pipeline.billing.rejections import Rejection
+from pipeline.billing.timestamps import EPOCH
 from pipeline.billing.subscription import SubscriptionState
 from pipeline.billing.webhooks import Output
 
@@ -22,17 +23,45 @@ class EngineSettings:
     max_future: timedelta = timedelta(hours=24)
 
 
-@dataclass(slots=True)
 class StepContext:
-    """One record's step: the world as it is for this record, and what the step emits."""
+    """One run of records: the world as it is for the current record, and what the run emits."""
 
-    now: datetime
-    catalog: Catalog
-    settings: EngineSettings
-    outputs: list[Output] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
-    touched: set[str] = field(default_factory=set)
+    __slots__ = (
+        "accepted",
+        "catalog",
+        "counts",
+        "duplicates",
+        "now",
+        "now_us",
+        "outputs",
+        "rejections",
+        "settings",
+        "touched",
+        "uncharged",
+    )
+
+    def __init__(self, now: datetime, catalog: Catalog, settings: EngineSettings) -> None:
+        self.now = now
+        self.now_us = (now - EPOCH) // timedelta(microseconds=1)
+        self.catalog = catalog
+        self.settings = settings
+        self.outputs: list[Output] = []
+        self.rejections: list[Rejection] = []
+        self.counts: Counter[str] = Counter()
+        self.touched: set[str] = set()
+        # The per-event counters are plain ints; `counts` holds the rarer ones.
+        self.accepted = 0
+        self.duplicates = 0
+        self.uncharged = 0
+
+    def totals(self) -> dict[str, int]:
+        """Every counter of the run, for the shell's metrics."""
+        totals = dict(self.counts)
+        for name in ("accepted", "duplicates", "uncharged"):
+            value = getattr(self, name)
+            if value:
+                totals[name] = value
+        return totals
 
     def plan_of(self, sub: SubscriptionState) -> Plan:
         assert sub.definition is not None

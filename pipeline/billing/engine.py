@@ -8,17 +8,22 @@ clock, which closes due periods in (end, external id) order, and is then applied
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import localcontext
-from typing import Any
 
 from pipeline.billing import catalog as defs
 from pipeline.billing import webhooks
 from pipeline.billing.catalog import Catalog, DefinitionError
 from pipeline.billing.context import EngineSettings, StepContext
-from pipeline.billing.events import EventShapeError, event_subscription_id, metric_value, read_event
+from pipeline.billing.events import (
+    EventShapeError,
+    UsageEvent,
+    event_subscription_id,
+    metric_value,
+    read_event,
+)
 from pipeline.billing.lifecycle import activate, close_period, terminate
 from pipeline.billing.money import ENGINE_CONTEXT, NotANumber
 from pipeline.billing.rejections import Reason, Rejection
@@ -76,20 +81,38 @@ class Ledger:
         self.clock: datetime | None = None
         self.subscriptions: dict[str, SubscriptionState] = {}
         self._due: list[tuple[datetime, str]] = []
+        self._window_s = self.settings.dedupe_window.total_seconds()
+        self._max_future = self.settings.max_future
 
     # -- the transition ------------------------------------------------------------------------
 
     def step(self, record: Record) -> Transition:
-        now = record.at if self.clock is None or record.at > self.clock else self.clock
-        ctx = StepContext(now, self.catalog, self.settings)
+        return self.run((record,))
+
+    def run(self, records: Iterable[Record]) -> Transition:
+        """Apply `records` in order (a micro-batch); outputs are in emission order. Every record
+        is applied and every event checked exactly as if stepped one at a time."""
+        ctx = StepContext(self.clock or EPOCH, self.catalog, self.settings)
         with localcontext(ENGINE_CONTEXT):
-            held_back = self._termination_boundary(record, now)
-            self._advance(ctx, held_back)
-            self.clock = now
-            self._apply(record, ctx)
+            for record in records:
+                self._step(record, ctx)
         return Transition(
-            tuple(ctx.outputs), tuple(ctx.rejections), ctx.counts, frozenset(ctx.touched)
+            tuple(ctx.outputs), tuple(ctx.rejections), ctx.totals(), frozenset(ctx.touched)
         )
+
+    def _step(self, record: Record, ctx: StepContext) -> None:
+        at, clock = record.at, self.clock
+        now = at if clock is None or at > clock else clock
+        if now is not ctx.now:
+            ctx.now = now
+            ctx.now_us = (now - EPOCH) // _MICROSECOND
+        if self._due and self._due[0][0] <= now:
+            self._advance(ctx, self._termination_boundary(record, now))
+        self.clock = now
+        if record.kind == "event":
+            self._apply_event(record, ctx)
+        elif record.kind != "tick":
+            self._apply_change(record, ctx)
 
     def adopt(self, sub: SubscriptionState) -> None:
         """Take over a restored subscription state (the live worker after a restart)."""
@@ -137,20 +160,14 @@ class Ledger:
 
     # -- applying records ------------------------------------------------------------------------
 
-    def _apply(self, record: Record, ctx: StepContext) -> None:
-        kind = record.kind
-        if kind == "event":
-            self._apply_event(record, ctx)
-        elif kind == "tick":
-            return
-        else:
-            try:
-                self._apply_definition(record, ctx)
-            except DefinitionError as error:
-                ctx.rejections.append(
-                    Rejection(Reason.INVALID_DEFINITION, str(error), record.ref, record.payload)
-                )
-            ctx.catalog = self.catalog
+    def _apply_change(self, record: Record, ctx: StepContext) -> None:
+        try:
+            self._apply_definition(record, ctx)
+        except DefinitionError as error:
+            ctx.rejections.append(
+                Rejection(Reason.INVALID_DEFINITION, str(error), record.ref, record.payload)
+            )
+        ctx.catalog = self.catalog
 
     def _apply_definition(self, record: Record, ctx: StepContext) -> None:
         kind, payload = record.kind, record.payload
@@ -246,7 +263,9 @@ class Ledger:
 
     def _apply_event(self, record: Record, ctx: StepContext) -> None:
         payload = record.payload
-        if record.error is not None or not isinstance(payload, Mapping):
+        if record.error is not None or (
+            type(payload) is not dict and not isinstance(payload, Mapping)
+        ):
             message = record.error or "the event is not a JSON object"
             self._reject(ctx, Reason.MALFORMED, message, record, None)
             return
@@ -256,55 +275,59 @@ class Ledger:
             subscription = event_subscription_id(payload)
             self._reject(ctx, Reason.INVALID, str(error), record, subscription)
             return
-        reason, message, sub = self._place_event(event, ctx)
+        reason, message = self._place_event(event, ctx)
         if reason is not None:
             self._reject(ctx, reason, message, record, event.external_subscription_id)
 
     def _place_event(
-        self, event: Any, ctx: StepContext
-    ) -> tuple[Reason | None, str, SubscriptionState | None]:
+        self, event: UsageEvent, ctx: StepContext
+    ) -> tuple[Reason | None, str]:
         """Spec §8's checks in order; accepts (applies or holds) the event when all pass."""
         sub = self.subscriptions.get(event.external_subscription_id)
         if sub is None:
-            return Reason.UNKNOWN_SUBSCRIPTION, "no such subscription", None
+            return Reason.UNKNOWN_SUBSCRIPTION, "no such subscription"
         now = ctx.now
-        now_s = int(now.timestamp())
+        timestamp = event.timestamp
+        if timestamp is None:
+            timestamp, timestamp_us = now, ctx.now_us
+        else:
+            timestamp_us = (timestamp - EPOCH) // _MICROSECOND
+        now_s = ctx.now_us // 1_000_000
         first_seen = sub.seen.get(event.transaction_id)
-        window = self.settings.dedupe_window.total_seconds()
-        if first_seen is not None and now_s - first_seen < window:
-            ctx.counts["duplicates"] += 1
-            return None, "", sub
-        timestamp = event.timestamp or now
-        if sub.status == CANCELED or (
-            sub.status == TERMINATED and sub.terminated_at is not None
+        if first_seen is not None and now_s - first_seen < self._window_s:
+            ctx.duplicates += 1
+            return None, ""
+        status = sub.status
+        if status == CANCELED or (
+            status == TERMINATED
+            and sub.terminated_at is not None
             and timestamp > sub.terminated_at
         ):
-            return Reason.UNKNOWN_SUBSCRIPTION, f"subscription is {sub.status}", sub
+            return Reason.UNKNOWN_SUBSCRIPTION, f"subscription is {status}"
         metric = self.catalog.metrics.get(event.code)
         if metric is None:
-            return Reason.UNKNOWN_METRIC, f"no billable metric {event.code!r}", sub
+            return Reason.UNKNOWN_METRIC, f"no billable metric {event.code!r}"
         try:
             value = metric_value(metric, event.properties)
         except NotANumber as error:
-            return Reason.INVALID, str(error), sub
-        if timestamp > now + self.settings.max_future:
-            return Reason.INVALID, "timestamp is more than 24 hours ahead of the clock", sub
+            return Reason.INVALID, str(error)
+        if timestamp > now + self._max_future:
+            return Reason.INVALID, "timestamp is more than 24 hours ahead of the clock"
         assert sub.subscription_at is not None
         if timestamp < sub.subscription_at:
-            return Reason.BEFORE_SUBSCRIPTION_START, "timestamp before subscription_at", sub
+            return Reason.BEFORE_SUBSCRIPTION_START, "timestamp before subscription_at"
         period = sub.period
-        if sub.status == TERMINATED or (period is not None and timestamp < period.start):
-            return Reason.LATE_EVENT, "the event's billing period is already closed", sub
+        if status == TERMINATED or (period is not None and timestamp < period.start):
+            return Reason.LATE_EVENT, "the event's billing period is already closed"
         sub.seen[event.transaction_id] = now_s
         sub.seq += 1
-        timestamp_us = (timestamp - EPOCH) // _MICROSECOND
         ctx.touched.add(sub.external_id)
-        ctx.counts["accepted"] += 1
+        ctx.accepted += 1
         if period is None or timestamp >= period.end:
             sub.held.append(HeldEvent(timestamp, timestamp_us, sub.seq, event.code, value))
         else:
             add_usage(sub, ctx, event.code, value, timestamp_us, sub.seq)
-        return None, "", sub
+        return None, ""
 
     def _reject(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime
 from decimal import Decimal
 
@@ -13,13 +13,20 @@ from pipeline.billing.money import NotANumber, parse_number
 from pipeline.billing.timestamps import parse_instant
 
 
-@dataclass(frozen=True, slots=True)
-class UsageEvent:
+_BOUND = 10**15
+
+
+class UsageEvent(NamedTuple):
+    """A usage event whose shape is valid (a tuple: this is made once per event)."""
+
     transaction_id: str
     external_subscription_id: str
     code: str
     timestamp: datetime | None  # None: the record's time
     properties: Mapping[str, object]
+
+
+_NO_PROPERTIES: Mapping[str, object] = {}
 
 
 class EventShapeError(ValueError):
@@ -28,9 +35,16 @@ class EventShapeError(ValueError):
 
 def read_event(payload: Mapping[str, object]) -> UsageEvent:
     """The event's ids, timestamp and properties, or `EventShapeError` naming the bad field."""
-    transaction_id = _identifier(payload, "transaction_id")
-    subscription = _identifier(payload, "external_subscription_id")
-    code = _identifier(payload, "code")
+    # The per-event path: plain non-empty strings are the common case and are checked inline.
+    transaction_id = payload.get("transaction_id")
+    if type(transaction_id) is not str or not transaction_id:
+        transaction_id = _identifier(payload, "transaction_id")
+    subscription = payload.get("external_subscription_id")
+    if type(subscription) is not str or not subscription:
+        subscription = _identifier(payload, "external_subscription_id")
+    code = payload.get("code")
+    if type(code) is not str or not code:
+        code = _identifier(payload, "code")
     raw_timestamp = payload.get("timestamp")
     timestamp = None
     if raw_timestamp is not None:
@@ -40,8 +54,8 @@ def read_event(payload: Mapping[str, object]) -> UsageEvent:
             raise EventShapeError(f"timestamp: {error}") from None
     properties = payload.get("properties")
     if properties is None:
-        properties = {}
-    if not isinstance(properties, Mapping):
+        properties = _NO_PROPERTIES
+    elif type(properties) is not dict and not isinstance(properties, Mapping):
         raise EventShapeError(f"properties must be an object, got {type(properties).__name__}")
     return UsageEvent(transaction_id, subscription, code, timestamp, properties)
 
@@ -72,6 +86,8 @@ def metric_value(metric: BillableMetric, properties: Mapping[str, object]) -> De
     raw = properties.get(metric.field_name)
     if raw is None:
         raise NotANumber(f"property {metric.field_name!r} is missing")
+    if type(raw) is int and -_BOUND < raw < _BOUND:
+        return unique_key(raw) if metric.aggregation_type == "unique_count_agg" else Decimal(raw)
     try:
         if metric.aggregation_type == "unique_count_agg":
             return unique_key(raw)

@@ -147,7 +147,16 @@ def customer_object(parties: Parties) -> dict[str, Any]:
         "applicable_timezone": customer.timezone,
         "created_at": created,
         "updated_at": created,
-        "taxes": [{"code": tax.code, "rate": str(tax.rate)} for tax in customer.taxes],
+        "taxes": [
+            {
+                "lago_id": ids.stable_id("tax", tax.code),
+                "name": tax.code,
+                "code": tax.code,
+                "rate": float(tax.rate),  # a percentage for display; amounts use the Decimal
+                "created_at": created,
+            }
+            for tax in customer.taxes
+        ],
     }
 
 

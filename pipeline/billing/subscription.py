@@ -55,6 +55,7 @@ class SubscriptionState:
         "status",
         "subscription_at",
         "terminated_at",
+        "trigger",
     )
 
     def __init__(self, external_id: str) -> None:
@@ -74,6 +75,8 @@ class SubscriptionState:
         self.fees: dict[str, int] = {}
         self.current = 0
         self.progressive: ProgressiveRef | None = None  # P: latest progressive invoice
+        # Derived, not stored: the C at which the next threshold check can cross (None: unknown).
+        self.trigger: int | None = None
         self.held: list[HeldEvent] = []
         # Lifetime: I (`invoiced`), counters, and the de-duplication window.
         self.invoiced = 0
@@ -107,6 +110,7 @@ class SubscriptionState:
         self.fees = {}
         self.current = 0
         self.progressive = None
+        self.trigger = None
 
     def next_sequential_id(self) -> int:
         self.invoices += 1

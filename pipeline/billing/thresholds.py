@@ -31,3 +31,21 @@ def crossed_thresholds(
     if recurring is not None and added + billed % recurring.amount_cents >= recurring.amount_cents:
         return (recurring,)
     return ()
+
+
+def crossing_distance(thresholds: Thresholds, billed: int) -> int | None:
+    """The smallest A = C − P at which `crossed_thresholds` crosses anything, given
+    B = H + I + P; None if no usage can cross. A check with a smaller A crosses nothing, so the
+    per-event path may skip it without changing any output."""
+    if not thresholds:
+        return None
+    largest = thresholds.largest_fixed
+    recurring = thresholds.recurring
+    if billed < largest:
+        distance = next(t.amount_cents for t in thresholds.fixed if t.amount_cents > billed) - billed
+        if recurring is not None:
+            distance = min(distance, largest + recurring.amount_cents - billed)
+        return distance
+    if recurring is not None:
+        return recurring.amount_cents - billed % recurring.amount_cents
+    return None

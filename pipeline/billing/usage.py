@@ -26,10 +26,10 @@ from pipeline.billing.invoices import (
 from pipeline.billing.periods import local_date, to_datetime
 from pipeline.billing.pricing import fee_cents
 from pipeline.billing.subscription import SubscriptionState
-from pipeline.billing.thresholds import crossed_thresholds
+from pipeline.billing.thresholds import crossed_thresholds, crossing_distance
 from pipeline.billing.timestamps import iso
 
-_EMPTY: dict[str, Accumulator] = {}
+_NEVER = 1 << 62  # above any reachable usage in cents
 
 
 def add_usage(
@@ -51,12 +51,14 @@ def add_usage(
     plan = ctx.plan_of(sub)
     charge = plan.charges_by_metric.get(code)
     if charge is None:
-        ctx.counts["uncharged"] += 1
+        ctx.uncharged += 1
         return
     fee = fee_cents(charge.model, accumulator)
-    sub.current += fee - sub.fees.get(code, 0)
+    sub.current += fee - sub.fees[code]
     sub.fees[code] = fee
-    check_thresholds(sub, ctx)
+    trigger = sub.trigger
+    if trigger is None or sub.current >= trigger:
+        check_thresholds(sub, ctx)
 
 
 def ordered_metrics(ctx: StepContext) -> frozenset[str]:
@@ -98,18 +100,21 @@ def charge_lines(sub: SubscriptionState, plan: Plan) -> list[FeeLine]:
 
 
 def check_thresholds(sub: SubscriptionState, ctx: StepContext) -> None:
-    """Spec §5 after an event or a change; one progressive invoice per check that crosses."""
+    """Spec §5 after an event or a change; one progressive invoice per check that crosses.
+
+    Afterwards `sub.trigger` holds the C below which the next check cannot cross anything.
+    """
     assert sub.definition is not None
     plan = ctx.plan_of(sub)
     thresholds = applicable_thresholds(sub.definition, plan)
-    if not thresholds:
-        return
     historical = sub.definition.historical_usage_amount_cents
     crossed = crossed_thresholds(
         thresholds, historical, sub.invoiced, sub.current, sub.progressed
     )
     if crossed:
         _issue_progressive(sub, ctx, plan, crossed, thresholds.applicable())
+    distance = crossing_distance(thresholds, historical + sub.invoiced + sub.progressed)
+    sub.trigger = _NEVER if distance is None else sub.progressed + distance
 
 
 def _issue_progressive(

@@ -1,0 +1,170 @@
+"""Versioned, compact serialization of a subscription's state for a changelog-backed table.
+
+The state grows only with what billing needs: aggregation values that must be kept (unique
+values, per-event order for percentage free units), held events and the de-duplication window.
+Instants are stored as integer microseconds since the epoch, decimals as strings.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pipeline.billing.aggregation import accumulator_from_state
+from pipeline.billing.catalog import SubscriptionDefinition, Thresholds, UsageThreshold
+from pipeline.billing.invoices import ProgressiveRef
+from pipeline.billing.periods import Period
+from pipeline.billing.subscription import HeldEvent, SubscriptionState
+from pipeline.billing.timestamps import EPOCH
+
+VERSION = 1
+_MICRO = timedelta(microseconds=1)
+
+
+class StateError(ValueError):
+    """Stored bytes that are not a subscription state this version can read."""
+
+
+def dump_subscription(sub: SubscriptionState) -> bytes:
+    period = sub.period
+    progressive = sub.progressive
+    document: dict[str, Any] = {
+        "v": VERSION,
+        "id": sub.external_id,
+        "gen": sub.generation,
+        "lago": sub.lago_id,
+        "def": _dump_definition(sub.definition),
+        "st": sub.status,
+        "at": _us(sub.subscription_at),
+        "cr": _us(sub.created_at),
+        "an": sub.anchor.isoformat() if sub.anchor else None,
+        "term": _us(sub.terminated_at),
+        "per": [_us(period.start), _us(period.end), _us(period.full_start)] if period else None,
+        "fee": sub.period_fee_cents,
+        "acc": {
+            code: [acc.aggregation_type, acc.to_state()]
+            for code, acc in sub.accumulators.items()
+        },
+        "fees": sub.fees,
+        "cur": sub.current,
+        "prog": [progressive.lago_id, progressive.sequential_id, progressive.fees_cents]
+        if progressive
+        else None,
+        "held": [[h.timestamp_us, h.seq, h.code, _dump_value(h.value)] for h in sub.held],
+        "inv": sub.invoiced,
+        "n": sub.invoices,
+        "seq": sub.seq,
+        "seen": sub.seen,
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def load_subscription(data: bytes) -> SubscriptionState:
+    try:
+        document = json.loads(data)
+    except ValueError as error:
+        raise StateError(f"not a subscription state: {error}") from None
+    if not isinstance(document, dict) or document.get("v") != VERSION:
+        raise StateError(f"unsupported subscription state version {document.get('v')!r}")
+    sub = SubscriptionState(document["id"])
+    sub.generation = document["gen"]
+    sub.lago_id = document["lago"]
+    sub.definition = _load_definition(document["def"])
+    sub.status = document["st"]
+    sub.subscription_at = _instant(document["at"])
+    sub.created_at = _instant(document["cr"])
+    sub.anchor = date.fromisoformat(document["an"]) if document["an"] else None
+    sub.terminated_at = _instant(document["term"])
+    bounds = document["per"]
+    sub.period = Period(*(_required(b) for b in bounds)) if bounds else None
+    sub.period_fee_cents = document["fee"]
+    sub.accumulators = {
+        code: accumulator_from_state(aggregation, state)
+        for code, (aggregation, state) in document["acc"].items()
+    }
+    sub.fees = document["fees"]
+    sub.current = document["cur"]
+    prog = document["prog"]
+    sub.progressive = ProgressiveRef(*prog) if prog else None
+    sub.held = [
+        HeldEvent(_required(ts), ts, seq, code, _load_value(value))
+        for ts, seq, code, value in document["held"]
+    ]
+    sub.invoiced = document["inv"]
+    sub.invoices = document["n"]
+    sub.seq = document["seq"]
+    sub.seen = document["seen"]
+    return sub
+
+
+def _us(instant: datetime | None) -> int | None:
+    return None if instant is None else (instant - EPOCH) // _MICRO
+
+
+def _instant(micros: int | None) -> datetime | None:
+    return None if micros is None else EPOCH + timedelta(microseconds=micros)
+
+
+def _required(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def _dump_value(value: Decimal | str | None) -> object:
+    return ["d", str(value)] if isinstance(value, Decimal) else value
+
+
+def _load_value(value: object) -> Decimal | str | None:
+    if isinstance(value, list):
+        return Decimal(value[1])
+    assert value is None or isinstance(value, str)
+    return value
+
+
+def _dump_thresholds(thresholds: Thresholds | None) -> list[list[object]] | None:
+    if thresholds is None:
+        return None
+    return [
+        [t.amount_cents, t.threshold_display_name, t.recurring] for t in thresholds.applicable()
+    ]
+
+
+def _load_thresholds(items: list[list[Any]] | None) -> Thresholds | None:
+    if items is None:
+        return None
+    thresholds = [UsageThreshold(int(a), n, bool(r)) for a, n, r in items]
+    fixed = tuple(t for t in thresholds if not t.recurring)
+    recurring = next((t for t in thresholds if t.recurring), None)
+    return Thresholds(fixed, recurring)
+
+
+def _dump_definition(definition: SubscriptionDefinition | None) -> list[object] | None:
+    if definition is None:
+        return None
+    return [
+        definition.external_id,
+        definition.external_customer_id,
+        definition.plan_code,
+        definition.billing_time,
+        _us(definition.subscription_at),
+        _dump_thresholds(definition.thresholds),
+        definition.progressive_billing_disabled,
+        definition.historical_usage_amount_cents,
+    ]
+
+
+def _load_definition(items: list[Any] | None) -> SubscriptionDefinition | None:
+    if items is None:
+        return None
+    external_id, customer, plan, billing_time, at, thresholds, disabled, historical = items
+    return SubscriptionDefinition(
+        external_id,
+        customer,
+        plan,
+        billing_time,
+        _instant(at),
+        _load_thresholds(thresholds),
+        disabled,
+        historical,
+    )
