@@ -210,7 +210,9 @@ class Ledger:
             check_thresholds(sub, ctx)
             ctx.touched.add(external_id)
 
-    def _apply_subscription(self, definition: defs.SubscriptionDefinition, ctx: StepContext) -> None:
+    def _apply_subscription(
+        self, definition: defs.SubscriptionDefinition, ctx: StepContext
+    ) -> None:
         if definition.plan_code not in self.catalog.plans:
             raise DefinitionError(
                 f"subscription {definition.external_id!r}: unknown plan {definition.plan_code!r}"
@@ -236,9 +238,7 @@ class Ledger:
             definition = replace(definition, subscription_at=old.subscription_at)
         for field in ("billing_time", "subscription_at", "external_customer_id"):
             if getattr(definition, field) != getattr(old, field):
-                raise DefinitionError(
-                    f"subscription {sub.external_id!r}: {field} cannot change"
-                )
+                raise DefinitionError(f"subscription {sub.external_id!r}: {field} cannot change")
         if definition == old:
             return
         sub.definition = definition
@@ -279,9 +279,7 @@ class Ledger:
         if reason is not None:
             self._reject(ctx, reason, message, record, event.external_subscription_id)
 
-    def _place_event(
-        self, event: UsageEvent, ctx: StepContext
-    ) -> tuple[Reason | None, str]:
+    def _place_event(self, event: UsageEvent, ctx: StepContext) -> tuple[Reason | None, str]:
         """Spec §8's checks in order; accepts (applies or holds) the event when all pass."""
         sub = self.subscriptions.get(event.external_subscription_id)
         if sub is None:
@@ -299,9 +297,7 @@ class Ledger:
             return None, ""
         status = sub.status
         if status == CANCELED or (
-            status == TERMINATED
-            and sub.terminated_at is not None
-            and timestamp > sub.terminated_at
+            status == TERMINATED and sub.terminated_at is not None and timestamp > sub.terminated_at
         ):
             return Reason.UNKNOWN_SUBSCRIPTION, f"subscription is {status}"
         metric = self.catalog.metrics.get(event.code)
@@ -368,5 +364,3 @@ def _plain(payload: object) -> object:
     if isinstance(payload, bytes):
         return payload.decode("utf-8", errors="replace")
     return payload
-
-

@@ -154,7 +154,9 @@ def _arrears_fee(sub: SubscriptionState, ctx: StepContext, at: datetime | None) 
     if at is not None and at < period.end:
         if at <= period.start:
             return []
-        fee = prorate_cents(fee, termination_billed_days(period, at, zone), period_days(period, zone))
+        fee = prorate_cents(
+            fee, termination_billed_days(period, at, zone), period_days(period, zone)
+        )
     elif period.full_start != period.start:
         fee = prorate_cents(fee, first_period_billed_days(period, zone), period_days(period, zone))
     return [FeeLine("subscription", ctx.plan_of(sub).code, ONE, fee)]

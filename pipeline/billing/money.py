@@ -68,7 +68,9 @@ def parse_number(value: object) -> Decimal:
     """
     if isinstance(value, bool) or value is None:
         raise NotANumber(f"expected a number, got {value!r}")
-    if isinstance(value, int):
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
         number = Decimal(value)
     elif isinstance(value, float):
         number = Decimal(repr(value)) if value == value else Decimal("NaN")

@@ -44,8 +44,7 @@ def dump_subscription(sub: SubscriptionState) -> bytes:
         "per": [_us(period.start), _us(period.end), _us(period.full_start)] if period else None,
         "fee": sub.period_fee_cents,
         "acc": {
-            code: [acc.aggregation_type, acc.to_state()]
-            for code, acc in sub.accumulators.items()
+            code: [acc.aggregation_type, acc.to_state()] for code, acc in sub.accumulators.items()
         },
         "fees": sub.fees,
         "cur": sub.current,

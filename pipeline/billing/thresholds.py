@@ -42,7 +42,9 @@ def crossing_distance(thresholds: Thresholds, billed: int) -> int | None:
     largest = thresholds.largest_fixed
     recurring = thresholds.recurring
     if billed < largest:
-        distance = next(t.amount_cents for t in thresholds.fixed if t.amount_cents > billed) - billed
+        distance = (
+            next(t.amount_cents for t in thresholds.fixed if t.amount_cents > billed) - billed
+        )
         if recurring is not None:
             distance = min(distance, largest + recurring.amount_cents - billed)
         return distance

@@ -6,11 +6,12 @@ as the running sum of the per-charge fees.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from pipeline.billing import ids, webhooks
-from pipeline.billing.aggregation import Accumulator, new_accumulator
+from pipeline.billing.aggregation import Accumulator, OrderNotKept, new_accumulator
 from pipeline.billing.catalog import Plan, applicable_thresholds
 from pipeline.billing.context import StepContext
 from pipeline.billing.invoices import (
@@ -24,7 +25,7 @@ from pipeline.billing.invoices import (
     threshold_object,
 )
 from pipeline.billing.periods import local_date, to_datetime
-from pipeline.billing.pricing import fee_cents
+from pipeline.billing.pricing import ChargeModel, Percentage, fee_cents
 from pipeline.billing.subscription import SubscriptionState
 from pipeline.billing.thresholds import crossed_thresholds, crossing_distance
 from pipeline.billing.timestamps import iso
@@ -53,7 +54,7 @@ def add_usage(
     if charge is None:
         ctx.uncharged += 1
         return
-    fee = fee_cents(charge.model, accumulator)
+    fee = charge_fee(charge.model, accumulator)
     sub.current += fee - sub.fees[code]
     sub.fees[code] = fee
     trigger = sub.trigger
@@ -78,9 +79,23 @@ def reprice(sub: SubscriptionState, ctx: StepContext) -> None:
     for charge in plan.charges:
         code = charge.billable_metric_code
         accumulator = sub.accumulators.get(code) or _empty(ctx, code)
-        fees[code] = fee_cents(charge.model, accumulator)
+        fees[code] = charge_fee(charge.model, accumulator)
     sub.fees = fees
     sub.current = sum(fees.values())
+
+
+def charge_fee(model: ChargeModel, accumulator: Accumulator) -> int:
+    """The charge's fee. A period whose events were accumulated before a plan change asked for
+    per-event order (percentage free units) has no order to give: it is priced without the
+    free-units allowance, deterministically, and the next period keeps the order."""
+    try:
+        return fee_cents(model, accumulator)
+    except OrderNotKept:
+        assert isinstance(model, Percentage)
+        return fee_cents(
+            replace(model, free_units_per_events=0, free_units_per_total_aggregation=Decimal(0)),
+            accumulator,
+        )
 
 
 def _empty(ctx: StepContext, code: str) -> Accumulator:
@@ -108,9 +123,7 @@ def check_thresholds(sub: SubscriptionState, ctx: StepContext) -> None:
     plan = ctx.plan_of(sub)
     thresholds = applicable_thresholds(sub.definition, plan)
     historical = sub.definition.historical_usage_amount_cents
-    crossed = crossed_thresholds(
-        thresholds, historical, sub.invoiced, sub.current, sub.progressed
-    )
+    crossed = crossed_thresholds(thresholds, historical, sub.invoiced, sub.current, sub.progressed)
     if crossed:
         _issue_progressive(sub, ctx, plan, crossed, thresholds.applicable())
     distance = crossing_distance(thresholds, historical + sub.invoiced + sub.progressed)

@@ -1,0 +1,121 @@
+"""The values carried by tollgate's topics, as frozen dataclasses of plain values.
+
+JSON objects (definitions, subscriptions, webhook bodies) are dicts whose numbers are `int` or
+`Decimal`, as `jsontext.loads` reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pipeline.wire.errors import INVALID, WireError
+
+CatalogKind = Literal["billable_metric", "plan", "customer"]
+SubscriptionAction = Literal["upsert", "terminate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A clock tick: it only moves the clock to its Kafka record timestamp."""
+
+    source: str = "ticker"
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRecord:
+    """A billable metric, plan or customer definition (a Lago JSON object)."""
+
+    kind: CatalogKind
+    key: str
+    definition: dict[str, Any]
+
+    @property
+    def kafka_key(self) -> str:
+        """The message key on the compacted catalog topic: `"<kind>:<key>"`."""
+        return catalog_key(self.kind, self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """Create or update (`upsert`, with the Lago subscription object) or `terminate` one."""
+
+    action: SubscriptionAction
+    external_id: str
+    subscription: dict[str, Any] | None = None
+
+    @classmethod
+    def upsert(cls, subscription: Mapping[str, Any]) -> SubscriptionRecord:
+        """An upsert keyed by the subscription's own `external_id` (an int becomes its text)."""
+        return cls(
+            "upsert", id_text(subscription.get("external_id"), "external_id"), dict(subscription)
+        )
+
+    @classmethod
+    def terminate(cls, external_id: str) -> SubscriptionRecord:
+        return cls("terminate", external_id, None)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """One webhook: a deterministic delivery `id` and the Lago-shaped `body` (spec §7)."""
+
+    id: str
+    webhook_type: str
+    object_type: str
+    external_subscription_id: str | None
+    external_customer_id: str | None
+    body: dict[str, Any]
+
+    @classmethod
+    def from_body(
+        cls,
+        id: str,
+        body: Mapping[str, Any],
+        *,
+        external_subscription_id: str | None = None,
+        external_customer_id: str | None = None,
+    ) -> OutputRecord:
+        """Take `webhook_type` and `object_type` from the body itself."""
+        webhook_type, object_type = body.get("webhook_type"), body.get("object_type")
+        if not isinstance(webhook_type, str) or not isinstance(object_type, str):
+            raise WireError(
+                INVALID,
+                "webhook body needs string webhook_type and object_type, got "
+                f"{webhook_type!r} and {object_type!r}",
+            )
+        return cls(
+            id,
+            webhook_type,
+            object_type,
+            external_subscription_id,
+            external_customer_id,
+            dict(body),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input that could not be billed, with its original bytes and origin (spec §8)."""
+
+    reason: str
+    message: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    original: bytes
+    external_subscription_id: str | None = None
+
+
+def catalog_key(kind: CatalogKind, key: str) -> str:
+    return f"{kind}:{key}"
+
+
+def id_text(value: Any, field: str) -> str:
+    """An id as text: strings as they are, integers (not booleans) as their digits."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise WireError(INVALID, f"{field} must be a string or an integer, got {value!r}")
