@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from pipeline.billing.context import EngineSettings
 from pipeline.billing.engine import RECORD_KINDS, Ledger, Record
@@ -17,7 +17,7 @@ from pipeline.billing.state import dump_subscription, load_subscription
 from pipeline.billing.timestamps import parse_instant
 from pipeline.billing.webhooks import Output
 from pipeline.wire import WireError, decode_usage_event
-from pipeline.wire.jsontext import loads
+from pipeline.wire.jsontext import dumps, loads
 
 _PAYLOAD_KEYS = {
     "billable_metric": "billable_metric",
@@ -46,7 +46,7 @@ def parse_record(text: str, line: int) -> Record:
     try:
         document = loads(text)
     except ValueError as error:
-        raise TimelineError(f"not JSON: {error}") from None
+        raise TimelineError(str(error)) from None
     if not isinstance(document, dict):
         raise TimelineError("a record must be a JSON object")
     kind = document.get("type")
@@ -114,3 +114,19 @@ def _persist(ledger: Ledger, touched: set[str]) -> None:
 
 def _describe(rejection: Rejection) -> str:
     return f"{rejection.reason}: {rejection.message}"
+
+
+def run_file(path: str, *, batch_size: int, out: TextIO, err: TextIO) -> int:
+    """`tollgate replay`: webhook bodies on `out`, one JSON object per line; problems and a
+    closing summary on `err`. Returns the exit status (0: every line was read)."""
+    outputs = problems = 0
+    with open(path, encoding="utf-8") as timeline:
+        for item in replay(timeline, batch_size=batch_size):
+            if isinstance(item, Problem):
+                problems += 1
+                err.write(f"{path}:{item.line}: {item.message}\n")
+            else:
+                outputs += 1
+                out.write(dumps(item.body) + "\n")
+    err.write(f"replayed {path}: {outputs} webhook bodies, {problems} problems\n")
+    return 0
