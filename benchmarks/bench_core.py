@@ -13,8 +13,8 @@ import resource
 import sys
 import time
 from collections.abc import Iterator
-from itertools import islice
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 
 from pipeline.billing.engine import Ledger, Record
 
@@ -35,15 +35,26 @@ def catalog_records() -> list[Record]:
                 "charge_model": "graduated",
                 "properties": {
                     "graduated_ranges": [
-                        {"from_value": 0, "to_value": 1000000, "per_unit_amount": "0.00002",
-                         "flat_amount": "0"},
-                        {"from_value": 1000000, "to_value": None, "per_unit_amount": "0.00001",
-                         "flat_amount": "0"},
+                        {
+                            "from_value": 0,
+                            "to_value": 1000000,
+                            "per_unit_amount": "0.00002",
+                            "flat_amount": "0",
+                        },
+                        {
+                            "from_value": 1000000,
+                            "to_value": None,
+                            "per_unit_amount": "0.00001",
+                            "flat_amount": "0",
+                        },
                     ]
                 },
             },
-            {"billable_metric_code": "calls", "charge_model": "standard",
-             "properties": {"amount": "0.001"}},
+            {
+                "billable_metric_code": "calls",
+                "charge_model": "standard",
+                "properties": {"amount": "0.001"},
+            },
         ],
         "usage_thresholds": [
             {"amount_cents": 1000},
@@ -91,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscriptions", type=int, default=1_000)
     parser.add_argument("--batch", type=int, default=500, help="records per Ledger.run call")
     args = parser.parse_args(argv)
-    print(f"building {args.events:,} events for {args.subscriptions:,} subscriptions…", file=sys.stderr)
+    print(
+        f"building {args.events:,} events for {args.subscriptions:,} subscriptions…",
+        file=sys.stderr,
+    )
     ledger = Ledger()
     for record in catalog_records() + subscription_records(args.subscriptions):
         ledger.step(record)

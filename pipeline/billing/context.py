@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from pipeline.billing.catalog import Catalog, Customer, Plan
 from pipeline.billing.invoices import Parties
 from pipeline.billing.rejections import Rejection
-from pipeline.billing.timestamps import EPOCH
 from pipeline.billing.subscription import SubscriptionState
+from pipeline.billing.timestamps import EPOCH
 from pipeline.billing.webhooks import Output
 
 

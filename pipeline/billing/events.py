@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from pipeline.billing.aggregation import unique_key
 from pipeline.billing.catalog import BillableMetric
 from pipeline.billing.money import NotANumber, parse_number
 from pipeline.billing.timestamps import parse_instant
-
 
 _BOUND = 10**15
 

@@ -23,6 +23,7 @@ from pipeline.wire.avro import (
 from pipeline.wire.codecs import (
     decode_catalog_record,
     decode_dead_letter,
+    decode_ledger_input,
     decode_output,
     decode_subscription_record,
     decode_subscriptions_topic,
@@ -71,6 +72,7 @@ __all__ = [
     "decode",
     "decode_catalog_record",
     "decode_dead_letter",
+    "decode_ledger_input",
     "decode_output",
     "decode_subscription_record",
     "decode_subscriptions_topic",

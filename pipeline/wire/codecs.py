@@ -124,6 +124,10 @@ def decode_catalog_record(
     data: bytes | None, *, ids: SchemaIds = DEFAULT_SCHEMA_IDS, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> CatalogRecord:
     _, record = decode(data, ids=ids, accept=("catalog_record",), max_bytes=max_bytes)
+    return _catalog_from_avro(record)
+
+
+def _catalog_from_avro(record: dict[str, Any]) -> CatalogRecord:
     definition = _loads_object(record["definition_json"], "definition_json")
     return CatalogRecord(cast(CatalogKind, record["kind"]), record["key"], definition)
 
@@ -155,6 +159,25 @@ def decode_subscriptions_topic(
     if schema_name == "clock_tick":
         return Tick(record["source"])
     return _subscription_from_avro(record)
+
+
+def decode_ledger_input(
+    data: bytes | None, *, ids: SchemaIds = DEFAULT_SCHEMA_IDS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> dict[str, Any] | Tick | SubscriptionRecord | CatalogRecord:
+    """Anything the usage-events topic carries, in the one order the worker applies it: usage
+    events (Avro or JSON), clock ticks, subscription records and catalog records (written to
+    every partition so that each partition applies a definition at a definite place)."""
+    if not data or data[0] != 0:
+        return _event_from_json(data, max_bytes)
+    accept = ("usage_event", "clock_tick", "subscription_record", "catalog_record")
+    schema_name, record = decode(data, ids=ids, accept=accept, max_bytes=max_bytes)
+    if schema_name == "clock_tick":
+        return Tick(record["source"])
+    if schema_name == "subscription_record":
+        return _subscription_from_avro(record)
+    if schema_name == "catalog_record":
+        return _catalog_from_avro(record)
+    return _event_from_avro((schema_name, record))
 
 
 def _subscription_from_avro(record: dict[str, Any]) -> SubscriptionRecord:

@@ -17,7 +17,9 @@ from pipeline.replay import Problem, replay
 from tests.lago_compat import assert_parses_with_lago_client
 
 HERE = Path(__file__).parent
-SCENARIOS = sorted(p.name.removesuffix(".jsonl") for p in HERE.glob("*.jsonl") if ".expected" not in p.name)
+SCENARIOS = sorted(
+    p.name.removesuffix(".jsonl") for p in HERE.glob("*.jsonl") if ".expected" not in p.name
+)
 
 
 def produced(name: str, batch_size: int = 1) -> list[Any]:
@@ -49,7 +51,9 @@ def contains(actual: Any, expected: Any, path: str = "$") -> None:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario_produces_the_expected_outputs(name: str):
-    expected = [json.loads(line) for line in (HERE / f"{name}.expected.jsonl").read_text().splitlines()]
+    expected = [
+        json.loads(line) for line in (HERE / f"{name}.expected.jsonl").read_text().splitlines()
+    ]
     actual = produced(name)
     assert len(actual) == len(expected), json.dumps(actual, indent=1)[:6000]
     for index, (got, want) in enumerate(zip(actual, expected, strict=True)):

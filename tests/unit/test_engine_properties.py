@@ -30,9 +30,7 @@ METRICS = [
     {"code": "seats", "aggregation_type": "latest_agg", "field_name": "v"},
     {"code": "users", "aggregation_type": "unique_count_agg", "field_name": "u"},
 ]
-SETTINGS = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def ranges(data: st.DrawFn) -> list[dict[str, Any]]:
@@ -198,8 +196,8 @@ def test_other_subscriptions_matter_only_through_the_clock(records: list[Record]
     for name in names:
         alone = [
             Record(r.at, "tick")
-            if r.kind == "event" and r.payload["external_subscription_id"] != name  # type: ignore[index]
-            or r.kind == "subscription" and r.payload["external_id"] != name  # type: ignore[index]
+            if (r.kind == "event" and r.payload["external_subscription_id"] != name)  # type: ignore[index]
+            or (r.kind == "subscription" and r.payload["external_id"] != name)  # type: ignore[index]
             else r
             for r in records
         ]
@@ -214,9 +212,7 @@ def test_progressive_billing_never_bills_twice_and_never_misses(records: list[Re
     notes = [b["credit_note"] for b in bodies if b["webhook_type"] == "credit_note.created"]
     billed = sum(i["sub_total_excluding_taxes_amount_cents"] for i in invoices)
     credited = sum(n["sub_total_excluding_taxes_amount_cents"] for n in notes)
-    owed = sum(
-        i["fees_amount_cents"] for i in invoices if i["invoice_type"] == "subscription"
-    )
+    owed = sum(i["fees_amount_cents"] for i in invoices if i["invoice_type"] == "subscription")
     assert billed - credited == owed
     for invoice in invoices:
         assert invoice["taxes_amount_cents"] == 0
