@@ -66,3 +66,7 @@ test: lint stack-up ## Lint, start the stack, run every test (unit, scenarios, i
 .PHONY: bench-core
 bench-core: install ## Engine throughput: 1,000 subscriptions, 1,000,000 events, one process
 	$(BIN)/python -m benchmarks.bench_core
+
+.PHONY: bench-sinks
+bench-sinks: stack-up ## Sink throughput: invoices stored and webhooks delivered per second
+	$(BIN)/python -m benchmarks.bench_sinks

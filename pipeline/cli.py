@@ -22,6 +22,7 @@ import click
 
 from pipeline.errors import TollgateError
 from pipeline.settings import Settings
+from sinks.cli import COMMANDS as SINK_COMMANDS
 
 
 class _Group(click.Group):
@@ -119,3 +120,124 @@ def replay(timeline: str, batch_size: int) -> None:
     from pipeline.replay import run_file
 
     sys.exit(run_file(timeline, batch_size=batch_size, out=sys.stdout, err=sys.stderr))
+
+
+@main.command()
+@click.option(
+    "--clock",
+    type=click.Choice(["wall", "records"]),
+    default="wall",
+    show_default=True,
+    help="`records`: no wall-clock ticker, only record timestamps move the billing clock "
+    "(backfills, replays of history, tests).",
+)
+@click.option("--loglevel", default="warning", show_default=True, help="Faust's log level.")
+@pass_settings
+def worker(settings: Settings, clock: str, loglevel: str) -> None:
+    """Run the stream worker: usage events in, invoices and webhooks out."""
+    from pipeline.worker import main as job
+
+    job.run(settings, clock=clock, loglevel=loglevel, echo=click.echo)
+
+
+# Producing usage and reading outputs
+
+
+@main.group()
+def catalog() -> None:
+    """Catalogue definitions: billable metrics, plans, customers and subscriptions."""
+
+
+@catalog.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--at", "at", metavar="ISO", help="Instant the definitions apply at [default: now].")
+@click.option("--check", is_flag=True, help="Only validate the file by itself; publish nothing.")
+@pass_settings
+def catalog_apply(settings: Settings, file: str, at: str | None, check: bool) -> None:
+    """Validate a catalogue file (YAML or JSON, Lago shapes) whole, then publish it."""
+    import os
+
+    from pipeline import catalog_apply as job
+    from pipeline.producer import schema_ids
+
+    ids = schema_ids(os.environ)
+    job.run(settings, file, at=at, ids=ids, check_only=check, echo=click.echo)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--rate", metavar="N/s", help="Send at most N records a second (demos, benchmarks).")
+@click.option(
+    "--ticks/--no-ticks",
+    default=True,
+    show_default=True,
+    help="Tick every partition before each clock advance and at the end, so that the live "
+    "output equals `tollgate replay`'s.",
+)
+@click.option(
+    "--format",
+    "encoding",
+    type=click.Choice(["avro", "json"]),
+    default="avro",
+    show_default=True,
+    help="Encoding of the usage events.",
+)
+@pass_settings
+def feed(settings: Settings, file: str, rate: str | None, ticks: bool, encoding: str) -> None:
+    """Publish a timeline (spec §9) or plain Lago events (JSON Lines) to the usage-events topic."""
+    import os
+    import sys
+
+    from pipeline import feed as job
+    from pipeline.producer import schema_ids
+
+    ids = schema_ids(os.environ)
+    avro = encoding == "avro"
+    job.run(settings, file, err=sys.stderr, rate=rate, ticks=ticks, avro=avro, ids=ids)
+
+
+@main.command()
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest output kept.")
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop when every partition has been read to its end and no message came for this "
+    "many seconds [default: run until Ctrl-C].",
+)
+@click.option(
+    "--group",
+    metavar="G",
+    help="Consumer group: commit what was printed and go on from there the next time "
+    "[default: a throw-away group, no commits].",
+)
+@pass_settings
+def outputs(
+    settings: Settings, from_beginning: bool, idle_exit: float | None, group: str | None
+) -> None:
+    """Print the webhook bodies on the outputs topic, one JSON object per line."""
+    import os
+    import sys
+
+    from pipeline import outputs as job
+    from pipeline.producer import schema_ids
+
+    job.run(
+        settings,
+        out=sys.stdout,
+        err=sys.stderr,
+        idle_exit=idle_exit,
+        from_beginning=from_beginning,
+        group=group,
+        ids=schema_ids(os.environ),
+    )
+
+
+# Sinks: `tollgate db`, `sink`, `webhooks`, `invoices` (sinks/cli.py)
+
+for _command in SINK_COMMANDS:
+    main.add_command(_command)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,6 +27,7 @@ _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
 _HEAP = re.compile(r"^[0-9]+[mMgG]$")
+_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 class SettingsError(TollgateError, ValueError):
@@ -110,10 +111,79 @@ def _heap(raw: str) -> str:
     return value
 
 
+def _schema(raw: str) -> str:
+    value = raw.strip()
+    if not _SCHEMA.match(value):
+        raise ValueError("expected a schema name: a letter or _, then letters, digits or _")
+    return value
+
+
+def _batch_size(raw: str) -> int:
+    value = _int(raw)
+    if not 1 <= value <= 100_000:
+        raise ValueError("expected an integer from 1 to 100000")
+    return value
+
+
+def _concurrency(raw: str) -> int:
+    value = _int(raw)
+    if not 1 <= value <= 1000:
+        raise ValueError("expected an integer from 1 to 1000")
+    return value
+
+
+def _schedule(raw: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise ValueError("expected comma-separated seconds such as 0,5,300") from None
+    if not all(0 <= delay <= 604_800 for delay in delays):
+        raise ValueError("expected delays from 0 to 604800 seconds (a week)")
+    return delays
+
+
 def _path(raw: str) -> Path:
     if not raw.strip():
         raise ValueError("expected a folder path")
     return Path(raw.strip()).expanduser()
+
+
+def _app_id(raw: str) -> str:
+    value = raw.strip()
+    if not value or not _TOPIC_CHARS.match(value):
+        raise ValueError("expected a name of the characters a-z A-Z 0-9 . _ -")
+    return value
+
+
+def _store(raw: str) -> str:
+    value = raw.strip()
+    if value not in ("rocksdb://", "memory://"):
+        raise ValueError("expected rocksdb:// or memory://")
+    return value
+
+
+def _non_negative_seconds(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not 0 <= value <= 86400 * 31:
+        raise ValueError("expected a number of seconds from 0 to 2678400")
+    return value
+
+
+def _days(raw: str) -> int:
+    value = _int(raw)
+    if not 1 <= value <= 3650:
+        raise ValueError("expected a number of days from 1 to 3650")
+    return value
+
+
+def _message_bytes(raw: str) -> int:
+    value = _int(raw)
+    if not 1024 <= value <= 64 << 20:
+        raise ValueError("expected a size in bytes from 1024 to 67108864")
+    return value
 
 
 @dataclass(frozen=True)
@@ -203,6 +273,137 @@ class Settings:
         ),
     )
 
+    database_schema: str = field(
+        default="public",
+        metadata=_var(
+            "DATABASE_SCHEMA",
+            "PostgreSQL schema holding the sinks' tables (`tollgate db migrate` creates it); "
+            "every sink connection puts it first on its `search_path`.",
+            _schema,
+        ),
+    )
+    sink_batch_size: int = field(
+        default=500,
+        metadata=_var(
+            "SINK_BATCH_SIZE",
+            "Most outputs a sink writes in one PostgreSQL transaction (`--batch-size`).",
+            _batch_size,
+        ),
+    )
+    sink_batch_wait: float = field(
+        default=0.5,
+        metadata=_var(
+            "SINK_BATCH_WAIT",
+            "Seconds a sink waits for a batch to fill before writing what it has.",
+            _seconds,
+        ),
+    )
+    webhook_retry_schedule: tuple[float, ...] = field(
+        default=(0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
+        metadata=_var(
+            "WEBHOOK_RETRY_SCHEDULE",
+            "Seconds before each webhook delivery attempt, comma-separated: the first entry "
+            "delays the first attempt, each later one follows a failed attempt; after the last "
+            "the delivery is `failed`.",
+            _schedule,
+        ),
+    )
+    webhook_timeout: float = field(
+        default=10.0,
+        metadata=_var(
+            "WEBHOOK_TIMEOUT",
+            "Seconds a webhook POST may take (connect, send, answer) before it counts as failed.",
+            _seconds,
+        ),
+    )
+    webhook_concurrency: int = field(
+        default=16,
+        metadata=_var(
+            "WEBHOOK_CONCURRENCY",
+            "Webhook deliveries one `tollgate sink webhooks` process has in flight at once.",
+            _concurrency,
+        ),
+    )
+    webhook_poll_interval: float = field(
+        default=1.0,
+        metadata=_var(
+            "WEBHOOK_POLL_INTERVAL",
+            "Seconds the delivery loop waits before looking again when nothing is due.",
+            _seconds,
+        ),
+    )
+
+    worker_app_id: str = field(
+        default="tollgate-worker",
+        metadata=_var(
+            "WORKER_APP_ID",
+            "Faust app id of the worker: its consumer group and the prefix of its changelog "
+            "topics. Workers with the same id share the partitions.",
+            _app_id,
+        ),
+    )
+    worker_store: str = field(
+        default="rocksdb://",
+        metadata=_var(
+            "WORKER_STORE",
+            "Where the worker keeps subscription state between changelog writes: `rocksdb://` "
+            "(rocksdict, under `<run folder>/state/`) or `memory://` (rebuilt from the changelog "
+            "at every start).",
+            _store,
+        ),
+    )
+    worker_batch_size: int = field(
+        default=500,
+        metadata=_var(
+            "WORKER_BATCH_SIZE",
+            "Most messages the worker applies before it writes state (micro-batch).",
+            _batch_size,
+        ),
+    )
+    worker_batch_wait: float = field(
+        default=0.05,
+        metadata=_var(
+            "WORKER_BATCH_WAIT",
+            "Seconds the worker waits for a micro-batch to fill before applying what it has.",
+            _seconds,
+        ),
+    )
+    tick_interval: float = field(
+        default=1.0,
+        metadata=_var(
+            "TICK_INTERVAL",
+            "Seconds between the clock ticks the worker sends to every partition (with "
+            "`--clock wall`), so that quiet partitions still close their periods.",
+            _seconds,
+        ),
+    )
+    allowed_lateness: float = field(
+        default=0.0,
+        metadata=_var(
+            "ALLOWED_LATENESS",
+            "Seconds a period stays open after its end for late events (Lago's grace period, "
+            "as a watermark).",
+            _non_negative_seconds,
+        ),
+    )
+    dedupe_window_days: int = field(
+        default=35,
+        metadata=_var(
+            "DEDUPE_WINDOW_DAYS",
+            "Days a transaction id is remembered for de-duplication, on the pipeline clock.",
+            _days,
+        ),
+    )
+    max_message_bytes: int = field(
+        default=1 << 20,
+        metadata=_var(
+            "MAX_MESSAGE_BYTES",
+            "Largest usage-events message the worker decodes; a larger one is dead-lettered "
+            "as `malformed`.",
+            _message_bytes,
+        ),
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every ``TOLLGATE_*`` variable; unset or empty ones keep their default.
@@ -237,7 +438,8 @@ class Settings:
     def as_env(self) -> dict[str, str]:
         """These settings as ``TOLLGATE_*`` variables, for a child process."""
         return {
-            spec.metadata["env"]: str(getattr(self, spec.name)) for spec in dataclasses.fields(self)
+            spec.metadata["env"]: _env_text(getattr(self, spec.name))
+            for spec in dataclasses.fields(self)
         }
 
     # Derived locations and addresses.
@@ -258,6 +460,17 @@ class Settings:
     @property
     def kafka_port(self) -> int:
         return int(self.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+
+
+def _env_text(value: object) -> str:
+    """A value as its variable's text: tuples of seconds comma-separated, as they are parsed."""
+    if isinstance(value, tuple):
+        return ",".join(_number_text(item) for item in value)
+    return str(value)
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def _base_dir() -> Path:

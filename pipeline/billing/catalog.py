@@ -29,6 +29,7 @@ class BillableMetric:
     name: str
     aggregation_type: str
     field_name: str | None
+    source: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class Plan:
     charges: tuple[Charge, ...]
     thresholds: Thresholds
     charges_by_metric: Mapping[str, Charge] = field(default_factory=dict, compare=False)
+    source: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,7 @@ class Customer:
     timezone: str
     taxes: tuple[Tax, ...]
     defined_at: datetime | None = field(default=None, compare=False)
+    source: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def tax_rate(self) -> Decimal:
@@ -200,7 +203,8 @@ def parse_metric(obj: object) -> BillableMetric:
     if aggregation not in AGGREGATION_TYPES:
         raise DefinitionError(f"{what}: unsupported aggregation_type {aggregation!r}")
     field_name = _text(body, "field_name", what, required=aggregation != "count_agg")
-    return BillableMetric(code, str(body.get("name") or code), str(aggregation), field_name)
+    name = str(body.get("name") or code)
+    return BillableMetric(code, name, str(aggregation), field_name, dict(body))
 
 
 def parse_thresholds(value: object, what: str) -> Thresholds:
@@ -246,7 +250,16 @@ def parse_plan(obj: object, metrics: Mapping[str, BillableMetric]) -> Plan:
     pay_in_advance = _flag(body, "pay_in_advance", what, False)
     name = str(body.get("name") or code)
     return Plan(
-        code, name, str(interval), amount, currency, pay_in_advance, charges, thresholds, by_metric
+        code,
+        name,
+        str(interval),
+        amount,
+        currency,
+        pay_in_advance,
+        charges,
+        thresholds,
+        by_metric,
+        dict(body),
     )
 
 
@@ -298,7 +311,7 @@ def parse_customer(obj: object, defined_at: datetime | None = None) -> Customer:
             raise DefinitionError(f"{what}: tax rate must not be negative")
         taxes.append(Tax(_required_text(tax, "code", f"{what}: tax"), rate))
     currency = _text(body, "currency", what, required=False)
-    return Customer(external_id, currency, str(timezone), tuple(taxes), defined_at)
+    return Customer(external_id, currency, str(timezone), tuple(taxes), defined_at, dict(body))
 
 
 def parse_subscription(obj: object) -> SubscriptionDefinition:

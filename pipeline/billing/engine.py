@@ -114,6 +114,21 @@ class Ledger:
         elif record.kind != "tick":
             self._apply_change(record, ctx)
 
+    @classmethod
+    def restore(
+        cls,
+        settings: EngineSettings | None,
+        clock: datetime | None,
+        catalog: Catalog,
+        subscriptions: Iterable[SubscriptionState],
+    ) -> Ledger:
+        """A ledger continuing from stored state (the live worker after a restart)."""
+        ledger = cls(settings, catalog)
+        ledger.clock = clock
+        for sub in subscriptions:
+            ledger.adopt(sub)
+        return ledger
+
     def adopt(self, sub: SubscriptionState) -> None:
         """Take over a restored subscription state (the live worker after a restart)."""
         self.subscriptions[sub.external_id] = sub

@@ -13,7 +13,15 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.billing.aggregation import accumulator_from_state
-from pipeline.billing.catalog import SubscriptionDefinition, Thresholds, UsageThreshold
+from pipeline.billing.catalog import (
+    Catalog,
+    SubscriptionDefinition,
+    Thresholds,
+    UsageThreshold,
+    parse_customer,
+    parse_metric,
+    parse_plan,
+)
 from pipeline.billing.invoices import ProgressiveRef
 from pipeline.billing.periods import Period
 from pipeline.billing.subscription import HeldEvent, SubscriptionState
@@ -167,3 +175,47 @@ def _load_definition(items: list[Any] | None) -> SubscriptionDefinition | None:
         disabled,
         historical,
     )
+
+
+# -- the ledger's head: clock and catalog ------------------------------------------------------
+
+
+def dump_head(clock: datetime | None, catalog: Catalog) -> bytes:
+    """The clock and the catalog a ledger works with, as the definitions that built it."""
+    document = {
+        "v": VERSION,
+        "clock": _us(clock),
+        "metrics": [m.source for m in catalog.metrics.values()],
+        "plans": [p.source for p in catalog.plans.values()],
+        "customers": [[c.source, _us(c.defined_at)] for c in catalog.customers.values()],
+    }
+    return json.dumps(document, separators=(",", ":"), default=_tag_decimal).encode()
+
+
+def load_head(data: bytes) -> tuple[datetime | None, Catalog]:
+    try:
+        document = json.loads(data, object_hook=_untag_decimal)
+    except ValueError as error:
+        raise StateError(f"not a ledger head: {error}") from None
+    if not isinstance(document, dict) or document.get("v") != VERSION:
+        raise StateError("unsupported ledger head version")
+    catalog = Catalog()
+    for metric in document["metrics"]:
+        catalog = catalog.with_metric(parse_metric(metric))
+    for plan in document["plans"]:
+        catalog = catalog.with_plan(parse_plan(plan, catalog.metrics))
+    for customer, defined_at in document["customers"]:
+        catalog = catalog.with_customer(parse_customer(customer, _instant(defined_at)))
+    return _instant(document["clock"]), catalog
+
+
+def _tag_decimal(value: object) -> object:
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    raise TypeError(f"cannot store {type(value).__name__} in a ledger head")
+
+
+def _untag_decimal(obj: dict[str, Any]) -> object:
+    if len(obj) == 1 and "$decimal" in obj:
+        return Decimal(obj["$decimal"])
+    return obj

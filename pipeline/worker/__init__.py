@@ -1,0 +1,1 @@
+"""The stream worker: a Faust app that runs the billing engine over the usage-events topic."""

@@ -1,0 +1,47 @@
+"""Every metric the worker exports (Prometheus, `tollgate_` prefix, unit suffixes)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_IN = Counter(
+    "tollgate_worker_messages_total",
+    "Messages read from the usage-events topic, by kind.",
+    ["kind"],
+)
+ACCEPTED = Counter("tollgate_worker_events_accepted_total", "Usage events accepted and billed.")
+DUPLICATES = Counter(
+    "tollgate_worker_events_deduplicated_total",
+    "Usage events dropped as duplicates of an accepted (subscription, transaction id).",
+)
+UNCHARGED = Counter(
+    "tollgate_worker_events_uncharged_total",
+    "Accepted events on a metric the subscription's plan does not charge (bill nothing).",
+)
+REDELIVERED = Counter(
+    "tollgate_worker_messages_redelivered_total",
+    "Messages recognised as already applied (redelivered after a restart) and skipped.",
+)
+DEAD_LETTERS = Counter(
+    "tollgate_worker_dead_letters_total", "Inputs dead-lettered, by reason.", ["reason"]
+)
+INVOICES = Counter("tollgate_worker_invoices_total", "Invoices emitted, by type.", ["invoice_type"])
+THRESHOLDS = Counter(
+    "tollgate_worker_thresholds_crossed_total", "Usage thresholds crossed (webhooks emitted)."
+)
+CREDIT_NOTES = Counter("tollgate_worker_credit_notes_total", "Credit notes emitted.")
+BATCH_SIZE = Histogram(
+    "tollgate_worker_batch_messages",
+    "Messages per micro-batch and partition.",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+)
+LATENCY = Histogram(
+    "tollgate_worker_latency_seconds",
+    "Record timestamp → outputs acknowledged by the broker and state written.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+LAG = Gauge(
+    "tollgate_worker_consumer_lag_messages",
+    "Messages behind the partition's high watermark after the last batch.",
+    ["partition"],
+)

@@ -1,0 +1,131 @@
+"""One partition's billing: its ledger, what it has applied, and what must be stored.
+
+Crash safety without Kafka transactions (docs/crash-safety.md):
+- outputs carry deterministic ids, so sending one twice is harmless;
+- the shell sends a batch's outputs and waits for the broker's acknowledgement *before* it writes
+  the states that batch produced (`Batch.writes`), in this order: subscription states, the roster,
+  the partition head — a crash leaves a prefix of them;
+- each stored state carries the offset of the last message it has absorbed, so a redelivered
+  message is recognised and skipped, per subscription and per partition.
+Framework-free: the Faust agent hands in messages and carries out the writes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pipeline.billing.context import EngineSettings
+from pipeline.billing.engine import Ledger, Record
+from pipeline.billing.rejections import Rejection
+from pipeline.billing.state import dump_head, dump_subscription, load_head, load_subscription
+from pipeline.billing.webhooks import Output
+from pipeline.wire import SchemaIds
+from pipeline.worker.records import InputMessage, decode_message
+
+_OFFSET = struct.Struct(">q")
+
+
+def head_key(partition: int) -> str:
+    return f"head/{partition}"
+
+
+def roster_key(partition: int) -> str:
+    return f"roster/{partition}"
+
+
+def subscription_key(external_id: str) -> str:
+    return f"sub/{external_id}"
+
+
+def _stamp(offset: int, payload: bytes) -> bytes:
+    return _OFFSET.pack(offset) + payload
+
+
+def _unstamp(value: bytes) -> tuple[int, bytes]:
+    return _OFFSET.unpack_from(value)[0], value[_OFFSET.size :]
+
+
+@dataclass(slots=True)
+class Batch:
+    """What applying a batch produced; `writes` must wait for the outputs' acknowledgement."""
+
+    outputs: list[Output] = field(default_factory=list)
+    rejections: list[tuple[Rejection, InputMessage | None]] = field(default_factory=list)
+    writes: list[tuple[str, bytes]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    records: list[Record] = field(default_factory=list)
+    skipped: int = 0
+
+
+class PartitionBook:
+    def __init__(self, partition: int, ledger: Ledger) -> None:
+        self.partition = partition
+        self.ledger = ledger
+        self.head_offset = -1
+        self.offsets: dict[str, int] = {}  # per subscription: last offset its state absorbed
+        self.roster: set[str] = set()
+
+    @classmethod
+    def restore(
+        cls, partition: int, read: Callable[[str], bytes | None], settings: EngineSettings
+    ) -> PartitionBook:
+        """Continue from what the table holds for `partition` (empty: a new partition)."""
+        head = read(head_key(partition))
+        if head is None:
+            return cls(partition, Ledger(settings))
+        head_offset, head_bytes = _unstamp(head)
+        clock, catalog = load_head(head_bytes)
+        roster_bytes = read(roster_key(partition)) or b""
+        roster = {name for name in roster_bytes.decode().split("\n") if name}
+        offsets: dict[str, int] = {}
+        states = []
+        for external_id in sorted(roster):
+            stored = read(subscription_key(external_id))
+            if stored is None:
+                continue
+            offsets[external_id], state = _unstamp(stored)
+            states.append(load_subscription(state))
+        book = cls(partition, Ledger.restore(settings, clock, catalog, states))
+        book.head_offset, book.offsets, book.roster = head_offset, offsets, roster
+        return book
+
+    def apply(self, messages: Sequence[InputMessage], ids: SchemaIds, max_bytes: int) -> Batch:
+        batch = Batch()
+        by_ref: dict[str, InputMessage] = {}
+        for message in messages:
+            if message.offset <= self.head_offset:
+                batch.skipped += 1
+                continue
+            decoded = decode_message(message, ids, max_bytes)
+            owner = decoded.subscription
+            if owner is not None and self.offsets.get(owner, -1) >= message.offset:
+                batch.skipped += 1
+                continue
+            batch.records.append(decoded.record)
+            by_ref[message.ref] = message
+        if not batch.records:
+            return batch
+        transition = self.ledger.run(batch.records)
+        batch.outputs = list(transition.outputs)
+        batch.rejections = [(r, by_ref.get(r.ref)) for r in transition.rejections]
+        batch.counts = dict(transition.counts)
+        self._stage_writes(batch, sorted(transition.touched), messages[-1].offset)
+        return batch
+
+    def _stage_writes(self, batch: Batch, touched: list[str], last_offset: int) -> None:
+        grew = False
+        for external_id in touched:
+            state = dump_subscription(self.ledger.subscriptions[external_id])
+            batch.writes.append((subscription_key(external_id), _stamp(last_offset, state)))
+            self.offsets[external_id] = last_offset
+            if external_id not in self.roster:
+                self.roster.add(external_id)
+                grew = True
+        if grew:
+            roster = "\n".join(sorted(self.roster)).encode()
+            batch.writes.append((roster_key(self.partition), roster))
+        head = dump_head(self.ledger.clock, self.ledger.catalog)
+        batch.writes.append((head_key(self.partition), _stamp(last_offset, head)))
+        self.head_offset = last_offset

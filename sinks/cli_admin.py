@@ -1,0 +1,161 @@
+"""`tollgate webhooks ...` and `tollgate invoices ...`: parsing and wiring only (the queries
+are in sinks/webhook_admin.py and sinks/invoice_queries.py, the tables in sinks/render.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pipeline.settings import Settings
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+# Webhook endpoints and deliveries
+
+
+@click.group()
+def webhooks() -> None:
+    """Webhook endpoints and the outbox of deliveries."""
+
+
+@webhooks.command("add")
+@click.argument("url")
+@click.option("--events", default=None, metavar="TYPE[,TYPE...]",
+              help="Webhook types to send (default: every type).")  # fmt: skip
+@click.option("--lago-signature", is_flag=True,
+              help="Also send Lago's X-Lago-Signature header (HMAC of the body).")  # fmt: skip
+@pass_settings
+def webhooks_add(settings: Settings, url: str, events: str | None, lago_signature: bool) -> None:
+    """Register an endpoint; prints its id and its signing secret."""
+    import secrets
+
+    from sinks import webhook_admin
+    from sinks.signing import SECRET_BYTES, new_secret
+
+    types = webhook_admin.parse_event_types(events)
+    secret = new_secret(secrets.token_bytes(SECRET_BYTES))
+    with _connect(settings) as conn:
+        endpoint = webhook_admin.add_endpoint(
+            conn, url, secret=secret, event_types=types, lago_signature=lago_signature
+        )
+    click.echo(f"id      {endpoint.id}")
+    click.echo(f"url     {endpoint.url}")
+    click.echo(f"events  {','.join(types) if types else 'all'}")
+    click.echo(f"secret  {endpoint.secret}")
+
+
+@webhooks.command("list")
+@pass_settings
+def webhooks_list(settings: Settings) -> None:
+    """Every endpoint with its delivery counts."""
+    from sinks import render, webhook_admin
+
+    with _connect(settings) as conn:
+        click.echo(render.endpoints_table(webhook_admin.list_endpoints(conn)))
+
+
+@webhooks.command("deliveries")
+@click.option("--failed", is_flag=True, help="Only deliveries that used every attempt.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@pass_settings
+def webhooks_deliveries(settings: Settings, failed: bool, limit: int) -> None:
+    """The latest deliveries, newest first."""
+    from sinks import render, webhook_admin
+
+    with _connect(settings) as conn:
+        rows = webhook_admin.list_deliveries(conn, failed_only=failed, limit=limit)
+    click.echo(render.deliveries_table(rows))
+
+
+@webhooks.command("retry")
+@click.argument("delivery_id", type=int, required=False)
+@click.option("--all-failed", is_flag=True, help="Every failed delivery.")
+@pass_settings
+def webhooks_retry(settings: Settings, delivery_id: int | None, all_failed: bool) -> None:
+    """Make a delivery (or every failed one) pending and due now."""
+    from sinks import webhook_admin
+    from sinks.runtime import wall_clock
+
+    if (delivery_id is None) == (not all_failed):
+        raise click.UsageError("give a delivery ID or --all-failed (not both)")
+    with _connect(settings) as conn:
+        if delivery_id is not None:
+            count = webhook_admin.retry_delivery(conn, delivery_id, now=wall_clock())
+        else:
+            count = webhook_admin.retry_failed(conn, now=wall_clock())
+    click.echo(f"{count} deliver{'y' if count == 1 else 'ies'} due now")
+
+
+@webhooks.command("rotate-secret")
+@click.argument("endpoint_id", type=int)
+@pass_settings
+def webhooks_rotate_secret(settings: Settings, endpoint_id: int) -> None:
+    """Give an endpoint a new secret; prints it. The old one also signs for 24 hours."""
+    import secrets
+
+    from sinks import webhook_admin
+    from sinks.runtime import wall_clock
+    from sinks.signing import SECRET_BYTES, new_secret
+
+    secret = new_secret(secrets.token_bytes(SECRET_BYTES))
+    with _connect(settings) as conn:
+        webhook_admin.rotate_secret(conn, endpoint_id, secret=secret, now=wall_clock())
+    click.echo(f"secret  {secret}")
+
+
+# Invoices
+
+
+@click.group()
+def invoices() -> None:
+    """Invoices the invoice sink stored."""
+
+
+@invoices.command("list")
+@click.option("--customer", default=None, help="External customer id.")
+@click.option("--subscription", default=None, help="External subscription id.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="The stored invoice objects, one a line.")
+@pass_settings
+def invoices_list(
+    settings: Settings, customer: str | None, subscription: str | None, limit: int, as_json: bool
+) -> None:
+    """The latest invoices, newest first."""
+    from sinks import render
+    from sinks.invoice_queries import list_invoices
+
+    with _connect(settings) as conn:
+        found = list_invoices(conn, customer=customer, subscription=subscription, limit=limit)
+    if as_json:
+        for invoice in found:
+            click.echo(invoice.body)
+    else:
+        click.echo(render.invoices_table(found))
+
+
+@invoices.command("show")
+@click.argument("number_or_id")
+@click.option("--json", "as_json", is_flag=True, help="The stored invoice object.")
+@pass_settings
+def invoices_show(settings: Settings, number_or_id: str, as_json: bool) -> None:
+    """One invoice by number or lago_id: totals, fees, thresholds, credit notes."""
+    from sinks import render
+    from sinks.invoice_queries import find_invoices
+
+    with _connect(settings) as conn:
+        found = find_invoices(conn, number_or_id)
+    if not found:
+        raise click.ClickException(f"no invoice with number or id {number_or_id}")
+    for n, detail in enumerate(found):
+        if as_json:
+            click.echo(detail.invoice.body)
+        else:
+            click.echo(("\n" if n else "") + render.invoice_detail(detail))
+
+
+def _connect(settings: Settings) -> Any:
+    from sinks.db import connect
+
+    return connect(settings.database_url, settings.database_schema, autocommit=True)

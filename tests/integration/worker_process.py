@@ -1,0 +1,99 @@
+"""Running `tollgate worker` as a real process for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pipeline.outputs import read_outputs
+from pipeline.producer import UsageProducer
+from pipeline.settings import Settings
+from pipeline.topic_admin import ensure_topics_for
+from pipeline.topics import Topics
+from pipeline.wire import OutputRecord
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Deployment:
+    """One isolated pipeline: its own topic prefix, worker group and state folder."""
+
+    settings: Settings
+    run_dir: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    log_files: list[BinaryIO] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, base: Settings, run_dir: Path, *, store: str = "rocksdb://") -> Deployment:
+        name = f"t{uuid.uuid4().hex[:10]}"
+        env = {
+            **base.as_env(),
+            "TOLLGATE_TOPIC_PREFIX": f"{name}.",
+            "TOLLGATE_WORKER_APP_ID": f"{name}-worker",
+            "TOLLGATE_WORKER_STORE": store,
+            "TOLLGATE_RUN_DIR": str(run_dir),
+        }
+        deployment = cls(Settings.from_env(env), run_dir)
+        ensure_topics_for(deployment.settings)
+        return deployment
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.with_prefix(self.settings.topic_prefix)
+
+    def producer(self) -> UsageProducer:
+        return UsageProducer(self.settings.kafka_bootstrap, self.topics)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            **self.settings.as_env(),
+            "TOLLGATE_METRICS_PORT": str(free_port()),
+        }
+        log = open(self.run_dir / f"worker-{len(self.processes)}.log", "wb")  # noqa: SIM115
+        self.log_files.append(log)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker", "--clock", "records"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + 30
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in self.log_files:
+            log.close()
+
+    def outputs(self, *, idle_exit: float = 8.0) -> list[OutputRecord]:
+        return read_outputs(self.settings.kafka_bootstrap, self.topics.outputs, idle_exit=idle_exit)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.run_dir.glob("*.log"))
