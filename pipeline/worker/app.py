@@ -66,6 +66,8 @@ def build_app(
         "ledger",
         default=None,
         partitions=settings.partitions,
+        key_type=bytes,  # the store (RocksDB) picks its codecs from these: raw bytes
+        value_type=bytes,
         schema=faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         ),
