@@ -45,8 +45,8 @@ format: install ## Apply ruff's fixes and formatting
 stack-up: install ## Start the local stack (Kafka, PostgreSQL) or reuse it
 	$(TOLLGATE) dev up
 
-up: stack-up ## Start the stack and run the main job (for now the smoke flow)
-	$(TOLLGATE) smoke
+up: stack-up ## Start the stack and run the main job: worker, sinks and demo traffic, live
+	$(TOLLGATE) demo
 
 down: install ## Stop the local stack (its data stays in the run folder)
 	$(TOLLGATE) dev down
@@ -70,3 +70,7 @@ bench-core: install ## Engine throughput: 1,000 subscriptions, 1,000,000 events,
 .PHONY: bench-sinks
 bench-sinks: stack-up ## Sink throughput: invoices stored and webhooks delivered per second
 	$(BIN)/python -m benchmarks.bench_sinks
+
+.PHONY: bench-pipeline
+bench-pipeline: install stack-up ## Live worker: sustained events/s, ceiling, Faust's share, p50/p99 latency
+	$(TOLLGATE) bench pipeline

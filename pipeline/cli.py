@@ -233,10 +233,82 @@ def outputs(
     )
 
 
+# Benchmarks (from a checkout: benchmarks/ is not part of the installed package)
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks on the local stack; the last line of each is one JSON object."""
+
+
+@bench.command("pipeline")
+@click.option("--events", type=click.IntRange(min=1), default=200_000, show_default=True)
+@click.option("--subscriptions", type=click.IntRange(min=1), default=1_000, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5_000,
+    show_default=True,
+    help="Events/s sent during the latency phase.",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1, max=1000),
+    help="Partitions of the benchmark's topics [default: TOLLGATE_PARTITIONS].",
+)
+@pass_settings
+def bench_pipeline(
+    settings: Settings, events: int, subscriptions: int, rate: float, partitions: int | None
+) -> None:
+    """Live worker throughput (backlog), its ceiling, Faust's own cost, and latency."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks").is_dir():
+        raise click.ClickException("`tollgate bench` runs from a checkout (benchmarks/)")
+    sys.path.insert(0, str(root))
+    from benchmarks import bench_pipeline as job
+
+    job.run(
+        settings,
+        events=events,
+        subscriptions=subscriptions,
+        rate=rate,
+        partitions=partitions,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+
+
 # Sinks: `tollgate db`, `sink`, `webhooks`, `invoices` (sinks/cli.py)
 
 for _command in SINK_COMMANDS:
     main.add_command(_command)
+
+
+@main.command()
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=40,
+    show_default=True,
+    help="How long to send demo traffic.",
+)
+@click.option("--subscriptions", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="Demo events per second.",
+)
+@pass_settings
+def demo(settings: Settings, seconds: float, subscriptions: int, rate: float) -> None:
+    """The whole pipeline live on the local stack (what `make up` runs)."""
+    from pipeline import demo as job
+
+    job.run(settings, seconds=seconds, subscriptions=subscriptions, rate=rate, echo=click.echo)
 
 
 if __name__ == "__main__":

@@ -278,7 +278,7 @@ class Settings:
         metadata=_var(
             "DATABASE_SCHEMA",
             "PostgreSQL schema holding the sinks' tables (`tollgate db migrate` creates it); "
-            "every sink connection puts it first on its `search_path`.",
+            "every sink connection sets its `search_path` to it alone.",
             _schema,
         ),
     )

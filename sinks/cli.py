@@ -146,6 +146,8 @@ def _start(settings: Settings, options: dict[str, Any], sink_name: str) -> _Star
     """Logging, signals, metrics; refuses to run on a schema with migrations pending."""
     from pipeline.topics import Topics
     from sinks import runtime
+    from sinks.consumer import LoopConfig
+    from sinks.db import Database
     from sinks.migrate import MigrationError, applied, available
 
     runtime.configure_logging()

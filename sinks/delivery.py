@@ -87,7 +87,8 @@ async def attempt(
             status_code=None, failure=retry.TIMEOUT, error=f"no answer within {config.timeout:g} s"
         )
     except aiohttp.ClientError as error:
-        return result(status_code=None, failure=retry.CONNECTION_ERROR, error=repr(error))
+        problem = f"{type(error).__name__}: {error}"
+        return result(status_code=None, failure=retry.CONNECTION_ERROR, error=problem)
     error_text = None
     if not 200 <= status < 300:
         error_text = f"HTTP {status}: {answer.decode('utf-8', 'replace')}"

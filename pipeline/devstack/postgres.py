@@ -415,22 +415,26 @@ class Postgres:
         echo(f"postgresql: {how} (pid {pid}) in {time.monotonic() - started:.1f} s")
 
     def reset(self, echo: Echo) -> None:
-        """Truncate every table of the database's public schema."""
+        """Truncate every table of the sinks' schema (TOLLGATE_DATABASE_SCHEMA, default public)
+        but `schema_migrations`: the tables stay, so the migrations stay applied."""
         error = self.connect_error()
         if error is not None:
             raise StackError(
                 f"PostgreSQL does not answer at {redact(self.url)} ({str(error).strip()}): "
                 "run `tollgate dev up` first"
             )
+        schema = self.settings.database_schema
         with psycopg.connect(self.url, autocommit=True) as conn:
             rows = conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s"
+                " AND tablename <> 'schema_migrations' ORDER BY tablename",
+                (schema,),
             ).fetchall()
             tables = [row[0] for row in rows]
             if tables:
-                names = sql.SQL(", ").join(sql.Identifier("public", t) for t in tables)
+                names = sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables)
                 conn.execute(sql.SQL("TRUNCATE TABLE {} RESTART IDENTITY CASCADE").format(names))
-        echo(f"postgresql: truncated {len(tables)} table(s) in {self.dbname}.public")
+        echo(f"postgresql: truncated {len(tables)} table(s) in {self.dbname}.{schema}")
 
 
 def _server_user() -> str | None:

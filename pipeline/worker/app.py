@@ -83,7 +83,7 @@ def build_app(
         return await app.topic(topic, **raw).send(key=key, value=value, timestamp=timestamp)
 
     @app.agent(usage, concurrency=1)
-    async def ledger(stream: faust.StreamT[bytes]) -> None:
+    async def ledger(stream: Any) -> None:  # a faust Stream: `take_events` is not on StreamT
         within = settings.worker_batch_wait
         async for events in stream.take_events(settings.worker_batch_size, within=within):
             for partition, group in _by_partition(events).items():
@@ -103,13 +103,13 @@ def build_app(
             message = event.message
             await usage.send(key=message.key, value=message.value, timestamp=message.timestamp)
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         runner.forget()
 
     if clock == "wall":
 
-        @app.timer(interval=settings.tick_interval, on_leader=True)
+        @app.timer(interval=settings.tick_interval, on_leader=True)  # type: ignore[misc]
         async def tick() -> None:
             """Quiet partitions still close their periods: every partition hears the clock."""
             for partition in range(settings.partitions):
