@@ -272,6 +272,6 @@ def _summary(demo: Settings, receiver: Receiver, echo: Echo) -> None:
     echo(f"finished at {datetime.now(UTC).isoformat(timespec='seconds')}")
 
 
-def _money(cents: int | None, currency: str) -> str:
-    cents = cents or 0
+def _money(cents: object, currency: str) -> str:
+    cents = int(cents or 0)  # type: ignore[call-overload]  # SUM() arrives as a Decimal
     return f"{currency} {cents // 100:,}.{cents % 100:02d}"
