@@ -35,7 +35,7 @@ from pipeline.billing.subscription import (
     HeldEvent,
     SubscriptionState,
 )
-from pipeline.billing.timestamps import EPOCH
+from pipeline.billing.timestamps import EPOCH, micros
 from pipeline.billing.usage import add_usage, check_thresholds, reprice
 
 _MICROSECOND = timedelta(microseconds=1)
@@ -82,7 +82,7 @@ class Ledger:
         self.subscriptions: dict[str, SubscriptionState] = {}
         self._due: list[tuple[datetime, str]] = []
         self._window_s = self.settings.dedupe_window.total_seconds()
-        self._max_future = self.settings.max_future
+        self._max_future_us = micros(EPOCH + self.settings.max_future)
 
     # -- the transition ------------------------------------------------------------------------
 
@@ -295,26 +295,26 @@ class Ledger:
             self._reject(ctx, reason, message, record, event.external_subscription_id)
 
     def _place_event(self, event: UsageEvent, ctx: StepContext) -> tuple[Reason | None, str]:
-        """Spec §8's checks in order; accepts (applies or holds) the event when all pass."""
+        """Spec §8's checks in order; accepts (applies or holds) the event when all pass.
+
+        The per-event path: instants are compared as integer microseconds.
+        """
         sub = self.subscriptions.get(event.external_subscription_id)
         if sub is None:
             return Reason.UNKNOWN_SUBSCRIPTION, "no such subscription"
-        now = ctx.now
-        timestamp = event.timestamp
-        if timestamp is None:
-            timestamp, timestamp_us = now, ctx.now_us
-        else:
-            timestamp_us = (timestamp - EPOCH) // _MICROSECOND
-        now_s = ctx.now_us // 1_000_000
+        now_us = ctx.now_us
+        stamp = event.timestamp
+        timestamp_us = now_us if stamp is None else micros(stamp)
+        now_s = now_us // 1_000_000
         first_seen = sub.seen.get(event.transaction_id)
         if first_seen is not None and now_s - first_seen < self._window_s:
             ctx.duplicates += 1
             return None, ""
         status = sub.status
-        if status == CANCELED or (
-            status == TERMINATED and sub.terminated_at is not None and timestamp > sub.terminated_at
-        ):
-            return Reason.UNKNOWN_SUBSCRIPTION, f"subscription is {status}"
+        if status != ACTIVE and status != PENDING:
+            ended = sub.terminated_at
+            if status == CANCELED or (ended is not None and timestamp_us > micros(ended)):
+                return Reason.UNKNOWN_SUBSCRIPTION, f"subscription is {status}"
         metric = self.catalog.metrics.get(event.code)
         if metric is None:
             return Reason.UNKNOWN_METRIC, f"no billable metric {event.code!r}"
@@ -322,22 +322,22 @@ class Ledger:
             value = metric_value(metric, event.properties)
         except NotANumber as error:
             return Reason.INVALID, str(error)
-        if timestamp > now + self._max_future:
+        if timestamp_us > now_us + self._max_future_us:
             return Reason.INVALID, "timestamp is more than 24 hours ahead of the clock"
-        assert sub.subscription_at is not None
-        if timestamp < sub.subscription_at:
+        if timestamp_us < sub.since_us:
             return Reason.BEFORE_SUBSCRIPTION_START, "timestamp before subscription_at"
         period = sub.period
-        if status == TERMINATED or (period is not None and timestamp < period.start):
+        if status == TERMINATED or (period is not None and timestamp_us < sub.start_us):
             return Reason.LATE_EVENT, "the event's billing period is already closed"
         sub.seen[event.transaction_id] = now_s
-        sub.seq += 1
+        seq = sub.seq = sub.seq + 1
         ctx.touched.add(sub.external_id)
         ctx.accepted += 1
-        if period is None or timestamp >= period.end:
-            sub.held.append(HeldEvent(timestamp, timestamp_us, sub.seq, event.code, value))
+        if period is None or timestamp_us >= sub.end_us:
+            timestamp = ctx.now if stamp is None else stamp
+            sub.held.append(HeldEvent(timestamp, timestamp_us, seq, event.code, value))
         else:
-            add_usage(sub, ctx, event.code, value, timestamp_us, sub.seq)
+            add_usage(sub, ctx, event.code, value, timestamp_us, seq)
         return None, ""
 
     def _reject(

@@ -15,6 +15,7 @@ from pipeline.billing.catalog import SubscriptionDefinition
 from pipeline.billing.ids import subscription_id
 from pipeline.billing.invoices import ProgressiveRef
 from pipeline.billing.periods import Period
+from pipeline.billing.timestamps import micros
 
 PENDING = "pending"
 ACTIVE = "active"
@@ -47,13 +48,16 @@ class SubscriptionState:
         "invoiced",
         "invoices",
         "lago_id",
-        "period",
+        "_period",
+        "_subscription_at",
+        "end_us",
         "period_fee_cents",
         "progressive",
         "seen",
         "seq",
+        "since_us",
+        "start_us",
         "status",
-        "subscription_at",
         "terminated_at",
         "trigger",
     )
@@ -64,12 +68,15 @@ class SubscriptionState:
         self.lago_id = ""
         self.definition: SubscriptionDefinition | None = None
         self.status = ""
-        self.subscription_at: datetime | None = None
+        # Instants as microseconds too: the per-event checks compare integers.
+        self.since_us = self.start_us = self.end_us = 0
+        self._subscription_at: datetime | None = None
+        self._period: Period | None = None
         self.created_at: datetime | None = None
         self.anchor: date | None = None
         self.terminated_at: datetime | None = None
         # The open period and its usage: C (`current`) is the sum of `fees`, one per charge.
-        self.period: Period | None = None
+        self.period = None
         self.period_fee_cents: int | None = None  # in-arrears plan fee due at its close
         self.accumulators: dict[str, Accumulator] = {}
         self.fees: dict[str, int] = {}
@@ -83,6 +90,25 @@ class SubscriptionState:
         self.invoices = 0
         self.seq = 0
         self.seen: dict[str, int] = {}
+
+    @property
+    def subscription_at(self) -> datetime | None:
+        return self._subscription_at
+
+    @subscription_at.setter
+    def subscription_at(self, instant: datetime | None) -> None:
+        self._subscription_at = instant
+        self.since_us = micros(instant) if instant is not None else 0
+
+    @property
+    def period(self) -> Period | None:
+        return self._period
+
+    @period.setter
+    def period(self, period: Period | None) -> None:
+        self._period = period
+        if period is not None:
+            self.start_us, self.end_us = micros(period.start), micros(period.end)
 
     @property
     def progressed(self) -> int:

@@ -46,6 +46,18 @@ def _from_seconds(seconds: Decimal, original: object) -> datetime:
         raise ValueError(f"timestamp out of range: {original!r}") from None
 
 
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(instant: datetime) -> int:
+    """Microseconds since the epoch: what the per-event path compares."""
+    return (instant - EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
 def iso(instant: datetime) -> str:
     """ISO-8601 UTC with a `Z`, seconds precision unless there are microseconds."""
     text = instant.astimezone(UTC).replace(tzinfo=None).isoformat()

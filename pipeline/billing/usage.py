@@ -49,12 +49,15 @@ def add_usage(
         accumulator = new_accumulator(metric.aggregation_type, keep_order)
         sub.accumulators[code] = accumulator
     accumulator.add(value, timestamp_us, seq)
-    plan = ctx.plan_of(sub)
-    charge = plan.charges_by_metric.get(code)
+    assert sub.definition is not None
+    charge = ctx.catalog.plans[sub.definition.plan_code].charges_by_metric.get(code)
     if charge is None:
         ctx.uncharged += 1
         return
-    fee = charge_fee(charge.model, accumulator)
+    try:
+        fee = charge.model.fee_cents(accumulator)
+    except OrderNotKept:
+        fee = charge_fee(charge.model, accumulator)
     sub.current += fee - sub.fees[code]
     sub.fees[code] = fee
     trigger = sub.trigger
