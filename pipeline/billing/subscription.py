@@ -36,11 +36,14 @@ class HeldEvent:
 
 class SubscriptionState:
     __slots__ = (
+        "_period",
+        "_subscription_at",
         "accumulators",
         "anchor",
         "created_at",
         "current",
         "definition",
+        "end_us",
         "external_id",
         "fees",
         "generation",
@@ -48,9 +51,6 @@ class SubscriptionState:
         "invoiced",
         "invoices",
         "lago_id",
-        "_period",
-        "_subscription_at",
-        "end_us",
         "period_fee_cents",
         "progressive",
         "seen",

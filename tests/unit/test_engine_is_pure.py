@@ -9,9 +9,25 @@ import pytest
 
 ENGINE = Path(__file__).parents[2] / "pipeline" / "billing"
 FORBIDDEN = {
-    "faust", "mode", "confluent_kafka", "aiokafka", "fastavro", "psycopg", "psycopg_pool",
-    "prometheus_client", "httpx", "aiohttp", "socket", "subprocess", "random", "time",
-    "asyncio", "os", "pipeline.wire", "pipeline.worker", "sinks",
+    "faust",
+    "mode",
+    "confluent_kafka",
+    "aiokafka",
+    "fastavro",
+    "psycopg",
+    "psycopg_pool",
+    "prometheus_client",
+    "httpx",
+    "aiohttp",
+    "socket",
+    "subprocess",
+    "random",
+    "time",
+    "asyncio",
+    "os",
+    "pipeline.wire",
+    "pipeline.worker",
+    "sinks",
 }
 
 
@@ -31,9 +47,11 @@ def test_engine_module_imports_nothing_impure(path: Path):
         assert not any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN), (
             f"{path.name} imports {name}"
         )
-        assert name.startswith(("pipeline.billing", "__future__")) or "." not in name or name in {
-            "collections.abc", "decimal", "datetime", "zoneinfo"
-        }, f"{path.name} imports {name}"
+        assert (
+            name.startswith(("pipeline.billing", "__future__"))
+            or "." not in name
+            or name in {"collections.abc", "decimal", "datetime", "zoneinfo"}
+        ), f"{path.name} imports {name}"
 
 
 def test_engine_never_reads_the_clock():
