@@ -21,6 +21,7 @@ from pipeline.billing.context import EngineSettings
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from pipeline.wire import encode_tick, schema_ids_from_env
+from pipeline.worker import metrics
 from pipeline.worker.records import InputMessage
 from pipeline.worker.runner import Destinations, Runner
 
@@ -95,6 +96,7 @@ def build_app(
                         lambda key, value: table.__setitem__(key.encode(), value),
                         send,
                     )
+                _record_lag(app, group[-1])
 
     @app.agent(subscriptions, concurrency=1)
     async def forward_subscriptions(stream: faust.StreamT[bytes]) -> None:
@@ -117,6 +119,14 @@ def build_app(
 
     app.tollgate_runner = runner  # type: ignore[attr-defined]
     return app
+
+
+def _record_lag(app: faust.App, event: Any) -> None:
+    """Messages behind the partition's high watermark once this batch is applied."""
+    message = event.message
+    highwater = app.consumer.highwater(message.tp)
+    if highwater is not None:
+        metrics.LAG.labels(str(message.partition)).set(max(highwater - message.offset - 1, 0))
 
 
 def _by_partition(events: Any) -> dict[int, list[Any]]:
