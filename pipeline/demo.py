@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +273,6 @@ def _summary(demo: Settings, receiver: Receiver, echo: Echo) -> None:
     echo(f"finished at {datetime.now(UTC).isoformat(timespec='seconds')}")
 
 
-def _money(cents: object, currency: str) -> str:
-    cents = int(cents or 0)  # type: ignore[call-overload]  # SUM() arrives as a Decimal
+def _money(total: Decimal | int | None, currency: str) -> str:
+    cents = int(total or 0)  # SUM() arrives as a Decimal
     return f"{currency} {cents // 100:,}.{cents % 100:02d}"

@@ -292,21 +292,21 @@ class Ledger:
             return
         reason, message = self._place_event(event, ctx)
         if reason is not None:
-            self._reject(ctx, reason, message, record, event.external_subscription_id)
+            self._reject(ctx, reason, message, record, event[1])
 
     def _place_event(self, event: UsageEvent, ctx: StepContext) -> tuple[Reason | None, str]:
         """Spec §8's checks in order; accepts (applies or holds) the event when all pass.
 
         The per-event path: instants are compared as integer microseconds.
         """
-        sub = self.subscriptions.get(event.external_subscription_id)
+        transaction_id, subscription_id, code, stamp, properties = event
+        sub = self.subscriptions.get(subscription_id)
         if sub is None:
             return Reason.UNKNOWN_SUBSCRIPTION, "no such subscription"
         now_us = ctx.now_us
-        stamp = event.timestamp
         timestamp_us = now_us if stamp is None else micros(stamp)
         now_s = now_us // 1_000_000
-        first_seen = sub.seen.get(event.transaction_id)
+        first_seen = sub.seen.get(transaction_id)
         if first_seen is not None and now_s - first_seen < self._window_s:
             ctx.duplicates += 1
             return None, ""
@@ -315,11 +315,11 @@ class Ledger:
             ended = sub.terminated_at
             if status == CANCELED or (ended is not None and timestamp_us > micros(ended)):
                 return Reason.UNKNOWN_SUBSCRIPTION, f"subscription is {status}"
-        metric = self.catalog.metrics.get(event.code)
+        metric = self.catalog.metrics.get(code)
         if metric is None:
-            return Reason.UNKNOWN_METRIC, f"no billable metric {event.code!r}"
+            return Reason.UNKNOWN_METRIC, f"no billable metric {code!r}"
         try:
-            value = metric_value(metric, event.properties)
+            value = metric_value(metric, properties)
         except NotANumber as error:
             return Reason.INVALID, str(error)
         if timestamp_us > now_us + self._max_future_us:
@@ -329,15 +329,15 @@ class Ledger:
         period = sub.period
         if status == TERMINATED or (period is not None and timestamp_us < sub.start_us):
             return Reason.LATE_EVENT, "the event's billing period is already closed"
-        sub.seen[event.transaction_id] = now_s
+        sub.seen[transaction_id] = now_s
         seq = sub.seq = sub.seq + 1
         ctx.touched.add(sub.external_id)
         ctx.accepted += 1
         if period is None or timestamp_us >= sub.end_us:
             timestamp = ctx.now if stamp is None else stamp
-            sub.held.append(HeldEvent(timestamp, timestamp_us, seq, event.code, value))
+            sub.held.append(HeldEvent(timestamp, timestamp_us, seq, code, value))
         else:
-            add_usage(sub, ctx, event.code, value, timestamp_us, seq)
+            add_usage(sub, ctx, code, value, timestamp_us, seq)
         return None, ""
 
     def _reject(

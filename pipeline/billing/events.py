@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
 
 from pipeline.billing.aggregation import unique_key
 from pipeline.billing.catalog import BillableMetric
@@ -15,15 +14,9 @@ from pipeline.billing.timestamps import parse_instant
 _BOUND = 10**15
 
 
-class UsageEvent(NamedTuple):
-    """A usage event whose shape is valid (a tuple: this is made once per event)."""
-
-    transaction_id: str
-    external_subscription_id: str
-    code: str
-    timestamp: datetime | None  # None: the record's time
-    properties: Mapping[str, object]
-
+UsageEvent = tuple[str, str, str, datetime | None, Mapping[str, object]]
+"""A usage event whose shape is valid: (transaction_id, external_subscription_id, code,
+timestamp or None for the record's time, properties). A plain tuple: made once per event."""
 
 _NO_PROPERTIES: Mapping[str, object] = {}
 
@@ -56,7 +49,7 @@ def read_event(payload: Mapping[str, object]) -> UsageEvent:
         properties = _NO_PROPERTIES
     elif type(properties) is not dict and not isinstance(properties, Mapping):
         raise EventShapeError(f"properties must be an object, got {type(properties).__name__}")
-    return UsageEvent(transaction_id, subscription, code, timestamp, properties)
+    return (transaction_id, subscription, code, timestamp, properties)
 
 
 def event_subscription_id(payload: Mapping[str, object]) -> str | None:
