@@ -13,6 +13,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.billing.aggregation import AGGREGATION_TYPES
+from pipeline.billing.ids import text_id
 from pipeline.billing.money import parse_amount
 from pipeline.billing.periods import BILLING_TIMES, INTERVALS
 from pipeline.billing.pricing import ChargeModel, parse_charge_model
@@ -160,9 +161,10 @@ def _text(obj: Mapping[str, object], key: str, what: str, *, required: bool = Tr
     value = obj.get(key)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+    text = text_id(value)
+    if text is None:
         raise DefinitionError(f"{what}: {key} must be a non-empty string, got {value!r}")
-    return str(value)
+    return text
 
 
 def _required_text(obj: Mapping[str, object], key: str, what: str) -> str:

@@ -24,6 +24,7 @@ from pipeline.billing.events import (
     metric_value,
     read_event,
 )
+from pipeline.billing.ids import text_id
 from pipeline.billing.lifecycle import activate, close_period, terminate
 from pipeline.billing.money import ENGINE_CONTEXT, NotANumber
 from pipeline.billing.rejections import Reason, Rejection
@@ -369,9 +370,7 @@ class Ledger:
 def _text_id(value: object) -> str | None:
     if isinstance(value, Mapping):
         value = value.get("external_id")
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
-        return None
-    return str(value)
+    return text_id(value)
 
 
 def _plain(payload: object) -> object:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from pipeline.billing.aggregation import unique_key
 from pipeline.billing.catalog import BillableMetric
+from pipeline.billing.ids import text_id
 from pipeline.billing.money import NotANumber, parse_number
 from pipeline.billing.timestamps import parse_instant
 
@@ -54,19 +55,14 @@ def read_event(payload: Mapping[str, object]) -> UsageEvent:
 
 def event_subscription_id(payload: Mapping[str, object]) -> str | None:
     """The external subscription id if it is usable, for routing an error to its subscription."""
-    value = payload.get("external_subscription_id")
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
-        return None
-    return str(value)
+    return text_id(payload.get("external_subscription_id"))
 
 
 def _identifier(payload: Mapping[str, object], key: str) -> str:
     value = payload.get(key)
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
+    text = text_id(value)
+    if text is None:
         raise EventShapeError(f"{key} must be a non-empty string, got {value!r}")
-    text = str(value)
-    if not text:
-        raise EventShapeError(f"{key} must be a non-empty string")
     return text
 
 

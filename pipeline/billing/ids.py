@@ -12,6 +12,15 @@ def stable_id(*parts: object) -> str:
     return str(uuid.uuid5(_NAMESPACE, "\x1f".join(str(part) for part in parts)))
 
 
+def text_id(value: object) -> str | None:
+    """An id as spec §1 accepts it: a non-empty string, or an integer (compared as its text);
+    None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value)
+    return text or None
+
+
 def subscription_id(external_id: str, generation: int) -> str:
     return stable_id("subscription", external_id, generation)
 
