@@ -21,6 +21,10 @@ class EngineSettings:
     allowed_lateness: timedelta = timedelta(0)
     dedupe_window: timedelta = timedelta(days=35)
     max_future: timedelta = timedelta(hours=24)
+    # Keep, per subscription, the transaction ids accepted and forgotten since the shell last
+    # took them (`SubscriptionState.take_journal`): for shells that store the window
+    # incrementally instead of rewriting it with every state.
+    journal: bool = False
 
 
 class StepContext:

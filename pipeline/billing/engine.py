@@ -83,6 +83,7 @@ class Ledger:
         self.subscriptions: dict[str, SubscriptionState] = {}
         self._due: list[tuple[datetime, str]] = []
         self._window_s = self.settings.dedupe_window.total_seconds()
+        self._journal = self.settings.journal
         self._max_future_us = micros(EPOCH + self.settings.max_future)
 
     # -- the transition ------------------------------------------------------------------------
@@ -331,6 +332,8 @@ class Ledger:
         if status == TERMINATED or (period is not None and timestamp_us < sub.start_us):
             return Reason.LATE_EVENT, "the event's billing period is already closed"
         sub.seen[transaction_id] = now_s
+        if self._journal:
+            sub.accepted_ids.append(transaction_id)
         seq = sub.seq = sub.seq + 1
         ctx.touched.add(sub.external_id)
         ctx.accepted += 1

@@ -241,4 +241,6 @@ def _prune_seen(sub: SubscriptionState, ctx: StepContext) -> None:
     """Forget transaction ids older than the de-duplication window (on the pipeline clock)."""
     horizon = int((ctx.now - ctx.settings.dedupe_window).timestamp())
     if sub.seen and min(sub.seen.values()) < horizon:
+        if ctx.settings.journal:
+            sub.forgotten_ids.extend(tid for tid, at in sub.seen.items() if at < horizon)
         sub.seen = {tid: at for tid, at in sub.seen.items() if at >= horizon}

@@ -35,7 +35,9 @@ class StateError(ValueError):
     """Stored bytes that are not a subscription state this version can read."""
 
 
-def dump_subscription(sub: SubscriptionState) -> bytes:
+def dump_subscription(sub: SubscriptionState, *, with_seen: bool = True) -> bytes:
+    """`with_seen=False` leaves the de-duplication window out, for shells that store it
+    incrementally (one record per transaction id) and hand it back to `load_subscription`."""
     period = sub.period
     progressive = sub.progressive
     document: dict[str, Any] = {
@@ -63,12 +65,12 @@ def dump_subscription(sub: SubscriptionState) -> bytes:
         "inv": sub.invoiced,
         "n": sub.invoices,
         "seq": sub.seq,
-        "seen": sub.seen,
+        "seen": sub.seen if with_seen else None,
     }
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def load_subscription(data: bytes) -> SubscriptionState:
+def load_subscription(data: bytes, seen: dict[str, int] | None = None) -> SubscriptionState:
     try:
         document = json.loads(data)
     except ValueError as error:
@@ -102,7 +104,7 @@ def load_subscription(data: bytes) -> SubscriptionState:
     sub.invoiced = document["inv"]
     sub.invoices = document["n"]
     sub.seq = document["seq"]
-    sub.seen = document["seen"]
+    sub.seen = document["seen"] if document["seen"] is not None else dict(seen or {})
     return sub
 
 

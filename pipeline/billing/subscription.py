@@ -38,6 +38,7 @@ class SubscriptionState:
     __slots__ = (
         "_period",
         "_subscription_at",
+        "accepted_ids",
         "accumulators",
         "anchor",
         "created_at",
@@ -46,6 +47,7 @@ class SubscriptionState:
         "end_us",
         "external_id",
         "fees",
+        "forgotten_ids",
         "generation",
         "held",
         "invoiced",
@@ -90,6 +92,8 @@ class SubscriptionState:
         self.invoices = 0
         self.seq = 0
         self.seen: dict[str, int] = {}
+        self.accepted_ids: list[str] = []  # the journal (EngineSettings.journal)
+        self.forgotten_ids: list[str] = []
 
     @property
     def subscription_at(self) -> datetime | None:
@@ -137,6 +141,12 @@ class SubscriptionState:
         self.current = 0
         self.progressive = None
         self.trigger = None
+
+    def take_journal(self) -> tuple[list[str], list[str]]:
+        """The transaction ids accepted and forgotten since the last call."""
+        accepted, forgotten = self.accepted_ids, self.forgotten_ids
+        self.accepted_ids, self.forgotten_ids = [], []
+        return accepted, forgotten
 
     def next_sequential_id(self) -> int:
         self.invoices += 1

@@ -23,7 +23,7 @@ from pipeline.topics import Topics
 from pipeline.wire import encode_tick, schema_ids_from_env
 from pipeline.worker import metrics
 from pipeline.worker.records import InputMessage
-from pipeline.worker.runner import Destinations, Runner
+from pipeline.worker.runner import Destinations, Runner, TableAccess
 
 CLOCKS = ("wall", "records")
 
@@ -32,6 +32,7 @@ def engine_settings(settings: Settings) -> EngineSettings:
     return EngineSettings(
         allowed_lateness=timedelta(seconds=settings.allowed_lateness),
         dedupe_window=timedelta(days=settings.dedupe_window_days),
+        journal=True,  # the window is stored a record per transaction id (partition.py)
     )
 
 
@@ -80,6 +81,20 @@ def build_app(
         settings.max_message_bytes,
     )
 
+    def write(key: str, value: bytes | None) -> None:
+        if value is None:
+            table.pop(key.encode(), None)
+        else:
+            table[key.encode()] = value
+
+    def scan(prefix: str) -> Iterator[tuple[str, bytes]]:
+        wanted = prefix.encode()
+        for key, value in list(table.items()):
+            if key.startswith(wanted):
+                yield key.decode(), value
+
+    access = TableAccess(lambda key: table.get(key.encode()), scan, write)
+
     async def send(topic: str, key: bytes | None, value: bytes, timestamp: float) -> Any:
         return await app.topic(topic, **raw).send(key=key, value=value, timestamp=timestamp)
 
@@ -89,13 +104,7 @@ def build_app(
         async for events in stream.take_events(settings.worker_batch_size, within=within):
             for partition, group in _by_partition(events).items():
                 with _writing_for(group[-1]):
-                    await runner.process(
-                        partition,
-                        [_message(event) for event in group],
-                        lambda key: table.get(key.encode()),
-                        lambda key, value: table.__setitem__(key.encode(), value),
-                        send,
-                    )
+                    await runner.process(partition, [_message(e) for e in group], access, send)
                 _record_lag(app, group[-1])
 
     @app.agent(subscriptions, concurrency=1)

@@ -13,7 +13,7 @@ Framework-free: the Faust agent hands in messages and carries out the writes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.billing.context import EngineSettings
@@ -39,6 +39,18 @@ def subscription_key(external_id: str) -> str:
     return f"sub/{external_id}"
 
 
+SEEN_PREFIX = "seen\x1f"
+
+
+def seen_key(external_id: str, transaction_id: str) -> str:
+    """One accepted transaction id: the de-duplication window is stored a record per id, so a
+    batch writes only what it added instead of the whole window again."""
+    return f"{SEEN_PREFIX}{external_id}\x1f{transaction_id}"
+
+
+_SEEN = struct.Struct(">qq")  # the batch's offset, the acceptance time (seconds)
+
+
 def _stamp(offset: int, payload: bytes) -> bytes:
     return _OFFSET.pack(offset) + payload
 
@@ -53,7 +65,7 @@ class Batch:
 
     outputs: list[Output] = field(default_factory=list)
     rejections: list[tuple[Rejection, InputMessage | None]] = field(default_factory=list)
-    writes: list[tuple[str, bytes]] = field(default_factory=list)
+    writes: list[tuple[str, bytes | None]] = field(default_factory=list)  # None: delete
     counts: dict[str, int] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
     skipped: int = 0
@@ -69,9 +81,14 @@ class PartitionBook:
 
     @classmethod
     def restore(
-        cls, partition: int, read: Callable[[str], bytes | None], settings: EngineSettings
+        cls,
+        partition: int,
+        read: Callable[[str], bytes | None],
+        scan: Callable[[str], Iterable[tuple[str, bytes]]],
+        settings: EngineSettings,
     ) -> PartitionBook:
-        """Continue from what the table holds for `partition` (empty: a new partition)."""
+        """Continue from what the table holds for `partition` (empty: a new partition).
+        `scan(prefix)` lists the table's records whose key starts with `prefix`."""
         head = read(head_key(partition))
         if head is None:
             return cls(partition, Ledger(settings))
@@ -80,13 +97,16 @@ class PartitionBook:
         roster_bytes = read(roster_key(partition)) or b""
         roster = {name for name in roster_bytes.decode().split("\n") if name}
         offsets: dict[str, int] = {}
-        states = []
+        stored_states: dict[str, bytes] = {}
         for external_id in sorted(roster):
             stored = read(subscription_key(external_id))
-            if stored is None:
-                continue
-            offsets[external_id], state = _unstamp(stored)
-            states.append(load_subscription(state))
+            if stored is not None:
+                offsets[external_id], stored_states[external_id] = _unstamp(stored)
+        windows = _windows(scan, offsets)
+        states = [
+            load_subscription(state, windows.get(external_id, {}))
+            for external_id, state in stored_states.items()
+        ]
         book = cls(partition, Ledger.restore(settings, clock, catalog, states))
         book.head_offset, book.offsets, book.roster = head_offset, offsets, roster
         return book
@@ -117,7 +137,15 @@ class PartitionBook:
     def _stage_writes(self, batch: Batch, touched: list[str], last_offset: int) -> None:
         grew = False
         for external_id in touched:
-            state = dump_subscription(self.ledger.subscriptions[external_id])
+            sub = self.ledger.subscriptions[external_id]
+            accepted, forgotten = sub.take_journal()
+            for transaction_id in accepted:
+                accepted_at = sub.seen.get(transaction_id)
+                if accepted_at is not None:
+                    stamp = _SEEN.pack(last_offset, accepted_at)
+                    batch.writes.append((seen_key(external_id, transaction_id), stamp))
+            batch.writes += [(seen_key(external_id, tid), None) for tid in forgotten]
+            state = dump_subscription(sub, with_seen=False)
             batch.writes.append((subscription_key(external_id), _stamp(last_offset, state)))
             self.offsets[external_id] = last_offset
             if external_id not in self.roster:
@@ -129,3 +157,18 @@ class PartitionBook:
         head = dump_head(self.ledger.clock, self.ledger.catalog)
         batch.writes.append((head_key(self.partition), _stamp(last_offset, head)))
         self.head_offset = last_offset
+
+
+def _windows(
+    scan: Callable[[str], Iterable[tuple[str, bytes]]], offsets: dict[str, int]
+) -> dict[str, dict[str, int]]:
+    """Each subscription's de-duplication window, from its per-id records. A record written by
+    a batch whose subscription state was not (a crash between the writes) is ignored: that
+    batch is redelivered and accepts those ids again."""
+    windows: dict[str, dict[str, int]] = {}
+    for key, value in scan(SEEN_PREFIX):
+        external_id, transaction_id = key[len(SEEN_PREFIX) :].split("\x1f", 1)
+        offset, accepted_at = _SEEN.unpack(value)
+        if external_id in offsets and offset <= offsets[external_id]:
+            windows.setdefault(external_id, {})[transaction_id] = accepted_at
+    return windows

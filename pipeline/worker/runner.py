@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pipeline.billing.context import EngineSettings
@@ -22,6 +22,15 @@ DEAD_LETTER_ORIGINAL_BYTES = 512 * 1024
 
 Send = Callable[[str, bytes | None, bytes, float], Awaitable[Awaitable[object]]]
 """(topic, key, value, timestamp seconds) → a future that resolves when the broker acks."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableAccess:
+    """The worker's state table as the runner needs it (Faust stays in app.py)."""
+
+    read: Callable[[str], bytes | None]
+    scan: Callable[[str], Iterable[tuple[str, bytes]]]
+    write: Callable[[str, bytes | None], None]  # None deletes
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,26 +57,26 @@ class Runner:
         """Drop every cached partition (after a rebalance): rebuilt from the table on use."""
         self.books.clear()
 
-    def book(self, partition: int, read: Callable[[str], bytes | None]) -> PartitionBook:
+    def book(self, partition: int, table: TableAccess) -> PartitionBook:
         book = self.books.get(partition)
         if book is None:
-            book = self.books[partition] = PartitionBook.restore(partition, read, self.engine)
+            book = PartitionBook.restore(partition, table.read, table.scan, self.engine)
+            self.books[partition] = book
         return book
 
     async def process(
         self,
         partition: int,
         messages: Sequence[InputMessage],
-        read: Callable[[str], bytes | None],
-        write: Callable[[str, bytes], None],
+        table: TableAccess,
         send: Send,
     ) -> Batch:
-        batch = self.book(partition, read).apply(messages, self.ids, self.max_bytes)
+        batch = self.book(partition, table).apply(messages, self.ids, self.max_bytes)
         pending = [await self._send_output(send, o, batch) for o in batch.outputs]
         pending += [await self._send_dead_letter(send, r, m) for r, m in batch.rejections]
         await asyncio.gather(*pending)
         for key, value in batch.writes:
-            write(key, value)
+            table.write(key, value)
         self._count(batch, messages)
         return batch
 
