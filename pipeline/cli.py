@@ -260,7 +260,7 @@ def bench() -> None:
 def bench_pipeline(
     settings: Settings, events: int, subscriptions: int, rate: float, partitions: int | None
 ) -> None:
-    """Live worker throughput (backlog), its ceiling, Faust's own cost, and latency."""
+    """Worker events/s vs its ceiling and Faust alone; p50/p99 latency."""
     import sys
     from pathlib import Path
 

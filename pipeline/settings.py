@@ -353,7 +353,7 @@ class Settings:
         ),
     )
     worker_batch_size: int = field(
-        default=500,
+        default=2000,
         metadata=_var(
             "WORKER_BATCH_SIZE",
             "Most messages the worker applies before it writes state (micro-batch).",
@@ -361,7 +361,7 @@ class Settings:
         ),
     )
     worker_batch_wait: float = field(
-        default=0.05,
+        default=0.1,
         metadata=_var(
             "WORKER_BATCH_WAIT",
             "Seconds the worker waits for a micro-batch to fill before applying what it has.",

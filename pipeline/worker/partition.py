@@ -12,6 +12,7 @@ Framework-free: the Faust agent hands in messages and carries out the writes.
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,13 +43,16 @@ def subscription_key(external_id: str) -> str:
 SEEN_PREFIX = "seen\x1f"
 
 
-def seen_key(external_id: str, transaction_id: str) -> str:
-    """One accepted transaction id: the de-duplication window is stored a record per id, so a
-    batch writes only what it added instead of the whole window again."""
-    return f"{SEEN_PREFIX}{external_id}\x1f{transaction_id}"
+def seen_key(external_id: str, offset: int) -> str:
+    """The transaction ids one batch accepted for one subscription: the de-duplication window
+    is stored as such increments, so a batch writes what it added, not the whole window."""
+    return f"{SEEN_PREFIX}{external_id}\x1f{offset:020d}"
 
 
-_SEEN = struct.Struct(">qq")  # the batch's offset, the acceptance time (seconds)
+@dataclass(frozen=True, slots=True)
+class SeenIncrement:
+    offset: int
+    newest: int  # acceptance time (pipeline clock, seconds) of its youngest id
 
 
 def _stamp(offset: int, payload: bytes) -> bytes:
@@ -78,6 +82,7 @@ class PartitionBook:
         self.head_offset = -1
         self.offsets: dict[str, int] = {}  # per subscription: last offset its state absorbed
         self.roster: set[str] = set()
+        self.increments: dict[str, list[SeenIncrement]] = {}  # stored window records
 
     @classmethod
     def restore(
@@ -102,13 +107,14 @@ class PartitionBook:
             stored = read(subscription_key(external_id))
             if stored is not None:
                 offsets[external_id], stored_states[external_id] = _unstamp(stored)
-        windows = _windows(scan, offsets)
+        windows, increments = _windows(scan, offsets)
         states = [
             load_subscription(state, windows.get(external_id, {}))
             for external_id, state in stored_states.items()
         ]
         book = cls(partition, Ledger.restore(settings, clock, catalog, states))
         book.head_offset, book.offsets, book.roster = head_offset, offsets, roster
+        book.increments = increments
         return book
 
     def apply(self, messages: Sequence[InputMessage], ids: SchemaIds, max_bytes: int) -> Batch:
@@ -134,17 +140,33 @@ class PartitionBook:
         self._stage_writes(batch, sorted(transition.touched), messages[-1].offset)
         return batch
 
+    def _stage_window(
+        self,
+        batch: Batch,
+        external_id: str,
+        window: dict[str, int],
+        accepted: list[str],
+        forgotten: list[str],
+        offset: int,
+    ) -> None:
+        """One record with the ids this batch accepted; records wholly out of the window go."""
+        increments = self.increments.setdefault(external_id, [])
+        if forgotten:
+            oldest = min(window.values(), default=None)
+            for increment in [i for i in increments if oldest is None or i.newest < oldest]:
+                increments.remove(increment)
+                batch.writes.append((seen_key(external_id, increment.offset), None))
+        ids = {tid: window[tid] for tid in accepted if tid in window}
+        if ids:
+            batch.writes.append((seen_key(external_id, offset), json.dumps(ids).encode()))
+            increments.append(SeenIncrement(offset, max(ids.values())))
+
     def _stage_writes(self, batch: Batch, touched: list[str], last_offset: int) -> None:
         grew = False
         for external_id in touched:
             sub = self.ledger.subscriptions[external_id]
             accepted, forgotten = sub.take_journal()
-            for transaction_id in accepted:
-                accepted_at = sub.seen.get(transaction_id)
-                if accepted_at is not None:
-                    stamp = _SEEN.pack(last_offset, accepted_at)
-                    batch.writes.append((seen_key(external_id, transaction_id), stamp))
-            batch.writes += [(seen_key(external_id, tid), None) for tid in forgotten]
+            self._stage_window(batch, external_id, sub.seen, accepted, forgotten, last_offset)
             state = dump_subscription(sub, with_seen=False)
             batch.writes.append((subscription_key(external_id), _stamp(last_offset, state)))
             self.offsets[external_id] = last_offset
@@ -161,14 +183,18 @@ class PartitionBook:
 
 def _windows(
     scan: Callable[[str], Iterable[tuple[str, bytes]]], offsets: dict[str, int]
-) -> dict[str, dict[str, int]]:
-    """Each subscription's de-duplication window, from its per-id records. A record written by
+) -> tuple[dict[str, dict[str, int]], dict[str, list[SeenIncrement]]]:
+    """Each subscription's de-duplication window, from its increments. An increment written by
     a batch whose subscription state was not (a crash between the writes) is ignored: that
     batch is redelivered and accepts those ids again."""
     windows: dict[str, dict[str, int]] = {}
+    increments: dict[str, list[SeenIncrement]] = {}
     for key, value in scan(SEEN_PREFIX):
-        external_id, transaction_id = key[len(SEEN_PREFIX) :].split("\x1f", 1)
-        offset, accepted_at = _SEEN.unpack(value)
-        if external_id in offsets and offset <= offsets[external_id]:
-            windows.setdefault(external_id, {})[transaction_id] = accepted_at
-    return windows
+        external_id, offset_text = key[len(SEEN_PREFIX) :].rsplit("\x1f", 1)
+        offset = int(offset_text)
+        if external_id not in offsets or offset > offsets[external_id]:
+            continue
+        ids: dict[str, int] = json.loads(value)
+        windows.setdefault(external_id, {}).update(ids)
+        increments.setdefault(external_id, []).append(SeenIncrement(offset, max(ids.values())))
+    return windows, increments

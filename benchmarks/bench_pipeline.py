@@ -1,0 +1,791 @@
+"""The live pipeline on the local stack: sustained worker throughput, its ceiling, and latency.
+
+One run, isolated: its own topic prefix, worker app id and RocksDB state in a temporary run
+folder, all removed at the end (the worker process is stopped even on Ctrl-C).
+
+1. Topics; the catalogue (a sum metric, a plan with a standard charge and thresholds, fixed and
+   recurring) and M subscriptions, through `UsageProducer`.
+2. N Avro usage events produced up front as fast as possible (keyed by subscription, timestamped
+   now): the backlog.
+3. Ceiling: a bare confluent-kafka consumer drains that backlog, decoding each message with
+   `decode_ledger_input` (no engine, no state, no outputs).
+4. Faust's own cost: a Faust app with the worker's settings, the same topic and `take_events`
+   batching, but an empty body, drains the backlog in a group of its own.
+5. Throughput: one `tollgate worker --clock records` drains the backlog. Progress is the
+   group's committed offsets; the rate is taken over the middle 80% of the backlog (start-up and
+   the tail left out), and so is the worker's CPU time (/proc/<pid>/stat).
+6. Latency: the worker caught up (else how far behind is reported), `rate` events/s are sent
+   for `LATENCY_SECONDS`, each with the time of sending as its timestamp; p50/p99 come from the
+   worker's own histogram `tollgate_worker_latency_seconds` (record timestamp → outputs
+   acknowledged and state written), scraped before and after, from the bucket differences.
+
+A slow worker does not make the run long: each drain has a time budget, past which its rate is
+that of the middle of what it committed (`worker_drained: false`); a latency quantile that falls
+among events still unprocessed CATCH_UP_BUDGET seconds after the last send is null (saturated).
+
+Prints progress on stderr, a table, then as its last line one JSON object. Run with
+`tollgate bench pipeline` or `make bench-pipeline`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from pipeline.devstack.kafka import admin_client
+from pipeline.errors import TollgateError
+from pipeline.producer import UsageProducer
+from pipeline.settings import Settings
+from pipeline.topic_admin import ensure_topics_for
+from pipeline.topics import Topics
+from pipeline.wire import decode_ledger_input
+
+ROOT = Path(__file__).resolve().parent.parent
+LATENCY_SECONDS = 30.0
+LATENCY_HISTOGRAM = "tollgate_worker_latency_seconds"
+BATCH_HISTOGRAM = "tollgate_worker_batch_messages"  # messages per micro-batch and partition
+METRIC = "tokens"
+PLAN = "bench-plan"
+SAMPLE_EVERY = 0.2  # seconds between two looks at the committed offsets
+MIDDLE = 0.8  # share of the backlog the rate is taken over
+# Time budgets (seconds, from the process's start), so that a slow worker still gives figures
+# within minutes: past its budget a phase is measured on the part of the backlog it committed.
+FAUST_EMPTY_BUDGET = 60.0
+WORKER_BUDGET = 120.0
+CATCH_UP_BUDGET = 30.0  # after the latency phase's last event
+
+
+class BenchError(TollgateError):
+    """The benchmark could not run to the end (a process died, a phase timed out)."""
+
+
+# --- pure figures (tests/unit/test_bench_percentiles.py) ------------------------------------
+
+
+def histogram_quantile(
+    buckets: Sequence[tuple[float, float]], q: float, *, unobserved: float = 0
+) -> float | None:
+    """The `q` quantile from cumulative histogram buckets `(upper bound, count)`, sorted by
+    bound and ending with +Inf, interpolated linearly inside the bucket the rank falls in (as
+    Prometheus's `histogram_quantile`: the first bucket starts at 0, a rank in the +Inf bucket
+    gives the highest finite bound).
+
+    `unobserved` values are known to lie above every observed one (events not processed yet):
+    they count in the rank, and a rank among them gives None. None too for no values at all."""
+    if not 0 <= q <= 1:
+        raise ValueError("q must be from 0 to 1")
+    observed = buckets[-1][1] if buckets else 0.0
+    if observed + unobserved <= 0:
+        return None
+    rank = q * (observed + unobserved)
+    if rank > observed or observed <= 0:
+        return None
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank and count > lower_count:
+            if math.isinf(bound):
+                return lower_bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def bucket_deltas(
+    before: Sequence[tuple[float, float]], after: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """What was observed between two scrapes of the same histogram."""
+    counts = dict(before)
+    return [(bound, count - counts.get(bound, 0.0)) for bound, count in after]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    at: float  # monotonic seconds
+    done: int  # messages committed
+    cpu: float | None  # CPU seconds of the process so far
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: float
+    end: float
+    first: float  # messages done at `start`
+    last: float
+    cpu: float | None  # CPU seconds spent between `start` and `end`
+
+    @property
+    def rate(self) -> float:
+        return (self.last - self.first) / (self.end - self.start)
+
+    @property
+    def cpu_per_message(self) -> float | None:
+        return None if self.cpu is None else self.cpu / (self.last - self.first)
+
+    @property
+    def cores(self) -> float | None:
+        return None if self.cpu is None else self.cpu / (self.end - self.start)
+
+
+def middle_window(samples: Sequence[Sample], total: int, middle: float = MIDDLE) -> Window | None:
+    """The stretch in which the middle `middle` share of `total` messages was committed.
+
+    Committed offsets move in steps (one commit a second or so): each step is placed at the
+    first sample that shows it, and the moments the share's bounds were passed are interpolated
+    between steps. Before the first commit the process was starting: a bound that falls there
+    moves up to the first commit. None with fewer than two commits."""
+    steps: list[Sample] = []
+    for sample in samples:
+        if sample.done > (steps[-1].done if steps else 0):
+            steps.append(sample)
+    if len(steps) < 2:
+        return None
+    low = max(total * (1 - middle) / 2, steps[0].done)
+    high = min(total * (1 + middle) / 2, steps[-1].done)
+    if high <= low:
+        low, high = steps[0].done, steps[-1].done
+    start, end = _time_at(steps, low), _time_at(steps, high)
+    if end <= start:
+        return None
+    cpu_start, cpu_end = _cpu_at(samples, start), _cpu_at(samples, end)
+    cpu = None if cpu_start is None or cpu_end is None else cpu_end - cpu_start
+    return Window(start, end, low, high, cpu)
+
+
+def _time_at(steps: Sequence[Sample], done: float) -> float:
+    for before, after in pairwise(steps):
+        if before.done <= done <= after.done:
+            share = (done - before.done) / (after.done - before.done)
+            return before.at + share * (after.at - before.at)
+    return steps[0].at if done <= steps[0].done else steps[-1].at
+
+
+def _cpu_at(samples: Sequence[Sample], at: float) -> float | None:
+    for before, after in pairwise(samples):
+        if before.at <= at <= after.at:
+            if before.cpu is None or after.cpu is None:
+                return None
+            if after.at == before.at:
+                return before.cpu
+            return before.cpu + (after.cpu - before.cpu) * (at - before.at) / (after.at - before.at)
+    return None
+
+
+# --- the deployment under test -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and its threads, from /proc (Linux); else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Bench:
+    """One isolated deployment: topic prefix, group ids, run folder, child processes."""
+
+    settings: Settings
+    run_dir: Path
+    tag: str
+    err: TextIO
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: dict[int, Path] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, base: Settings, partitions: int | None, err: TextIO) -> Bench:
+        tag = f"bench-{uuid.uuid4()}"
+        base.run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir=base.run_dir))
+        env = {
+            **base.as_env(),
+            "TOLLGATE_TOPIC_PREFIX": f"{tag}.",
+            "TOLLGATE_WORKER_APP_ID": f"{tag}-worker",
+            "TOLLGATE_WORKER_STORE": "rocksdb://",
+            "TOLLGATE_RUN_DIR": str(run_dir),
+            "TOLLGATE_METRICS_PORT": str(free_port()),
+        }
+        if partitions is not None:
+            env["TOLLGATE_PARTITIONS"] = str(partitions)
+        return cls(Settings.from_env(env), run_dir, tag, err)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.with_prefix(self.settings.topic_prefix)
+
+    def say(self, text: str) -> None:
+        print(text, file=self.err, flush=True)
+
+    def start(self, args: list[str], name: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **self.settings.as_env(), **extra_env}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        log_path = self.run_dir / f"{name}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=log)
+        self.processes.append(process)
+        self.logs[process.pid] = log_path
+        return process
+
+    def log_tail(self, process: subprocess.Popen[bytes]) -> str:
+        path = self.logs.get(process.pid)
+        return path.read_text(errors="replace")[-3000:] if path and path.exists() else ""
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def close(self) -> None:
+        """Stop every child, delete the topics and groups, remove the run folder."""
+        for process in self.processes:
+            self.stop(process)
+        admin = admin_client(self.settings.kafka_bootstrap)
+        try:
+            names = [name for name in admin.list_topics(timeout=10).topics if self.tag in name]
+            if names:
+                for future in admin.delete_topics(names, operation_timeout=30).values():
+                    with contextlib.suppress(KafkaException):
+                        future.result()
+            if self.groups:
+                for future in admin.delete_consumer_groups(self.groups).values():
+                    with contextlib.suppress(KafkaException):
+                        future.result()
+        except KafkaException as exc:
+            self.say(f"could not delete the topics of {self.tag}: {exc}")
+        else:
+            self.say(f"deleted {len(names)} topics and the consumer groups of {self.tag}")
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+class GroupWatch:
+    """A consumer group's committed offsets on the usage-events topic (it joins nothing)."""
+
+    def __init__(self, bench: Bench, group: str) -> None:
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bench.settings.kafka_bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+            }
+        )
+        self.partitions = [
+            TopicPartition(bench.topics.usage_events, p) for p in range(bench.settings.partitions)
+        ]
+
+    def committed(self) -> int:
+        return sum(max(tp.offset, 0) for tp in self.consumer.committed(self.partitions, timeout=10))
+
+    def high_watermarks(self) -> int:
+        return sum(self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self.partitions)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def follow(
+    bench: Bench,
+    process: subprocess.Popen[bytes],
+    watch: GroupWatch,
+    total: int,
+    label: str,
+    deadline: float,
+) -> list[Sample]:
+    """Samples of the group's committed offsets and the process's CPU until `total` is
+    committed or the `deadline` (monotonic) passes; raises `BenchError` if the process exits."""
+    samples: list[Sample] = []
+    next_report = time.monotonic() + 5
+    while True:
+        if process.poll() is not None:
+            raise BenchError(f"{label} exited ({process.returncode}):\n{bench.log_tail(process)}")
+        done = watch.committed()
+        now = time.monotonic()
+        samples.append(Sample(now, done, cpu_seconds(process.pid)))
+        if done >= total:
+            return samples
+        if now > deadline:
+            bench.say(f"  {label}: {done:,} of {total:,} committed when its time was up")
+            return samples
+        if now >= next_report:
+            bench.say(f"  {label}: {done:>9,} of {total:,} committed")
+            next_report = now + 5
+        time.sleep(SAMPLE_EVERY)
+
+
+# --- the phases ----------------------------------------------------------------------------------
+
+
+def publish_catalog(producer: UsageProducer, subscriptions: int) -> None:
+    """A sum metric, a plan charging it (standard) with a fixed and a recurring threshold, and
+    `subscriptions` subscriptions on it, all timestamped now."""
+    producer.send_definition(
+        "billable_metric", {"code": METRIC, "aggregation_type": "sum_agg", "field_name": METRIC}
+    )
+    producer.send_definition(
+        "plan",
+        {
+            "code": PLAN,
+            "interval": "monthly",
+            "amount_cents": 1500,
+            "amount_currency": "USD",
+            "charges": [
+                {
+                    "billable_metric_code": METRIC,
+                    "charge_model": "standard",
+                    "properties": {"amount": "0.001"},
+                }
+            ],
+            "usage_thresholds": [
+                {"amount_cents": 2000},
+                {"amount_cents": 5000, "recurring": True},
+            ],
+        },
+    )
+    for index in range(subscriptions):
+        producer.send_subscription(
+            {
+                "external_id": f"sub-{index}",
+                "external_customer_id": f"cus-{index}",
+                "plan_code": PLAN,
+            }
+        )
+    producer.flush()
+
+
+def usage_events(first: int, count: int, subscriptions: int) -> Iterator[dict[str, Any]]:
+    rng = random.Random(first)
+    for index in range(first, first + count):
+        yield {
+            "transaction_id": f"tx-{index}",
+            "external_subscription_id": f"sub-{rng.randrange(subscriptions)}",
+            "code": METRIC,
+            "properties": {METRIC: rng.randrange(1, 400)},
+        }
+
+
+def produce_backlog(bench: Bench, events: int, subscriptions: int) -> float:
+    """Events/s at which the backlog was produced (and acknowledged)."""
+    started = time.perf_counter()
+    config = {"linger.ms": 20, "batch.size": 1 << 20, "queue.buffering.max.messages": 500_000}
+    with UsageProducer(bench.settings.kafka_bootstrap, bench.topics, config=config) as producer:
+        for count, event in enumerate(usage_events(0, events, subscriptions), 1):
+            producer.send_event(event)
+            if count % 50_000 == 0:
+                bench.say(f"  produced {count:>9,} events")
+        producer.flush(120)
+    return events / (time.perf_counter() - started)
+
+
+@dataclass(frozen=True, slots=True)
+class Ceiling:
+    messages: int
+    rate: float
+    cpu_per_message: float
+
+
+def measure_ceiling(bench: Bench, total: int) -> Ceiling:
+    """A bare consumer reads the usage-events topic from the start and decodes every message;
+    timed from the first message to the last (the connection set-up left out)."""
+    settings = bench.settings
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"{bench.tag}-ceiling",
+            "enable.auto.commit": False,
+            "fetch.message.max.bytes": settings.max_message_bytes + (1 << 20),
+        }
+    )
+    topic = bench.topics.usage_events
+    consumer.assign(
+        [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.partitions)]
+    )
+    count = 0
+    started = cpu_started = 0.0
+    deadline = time.monotonic() + 300
+    try:
+        while count < total:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the ceiling consumer read {count:,} of {total:,} messages")
+            messages = consumer.consume(1000, timeout=1.0)
+            if messages and not count:
+                started, cpu_started = time.perf_counter(), time.process_time()
+            for message in messages:
+                if message.error() is not None:
+                    raise BenchError(f"the ceiling consumer failed: {message.error()}")
+                decode_ledger_input(message.value(), max_bytes=settings.max_message_bytes)
+            count += len(messages)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    finally:
+        consumer.close()
+    return Ceiling(count, count / seconds, cpu / count)
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    window: Window
+    done: int  # messages committed at the end: the whole backlog, or less if time was up
+    total: int
+
+    @property
+    def drained(self) -> bool:
+        return self.done >= self.total
+
+
+def drain(
+    bench: Bench,
+    process: subprocess.Popen[bytes],
+    group: str,
+    total: int,
+    label: str,
+    budget: float,
+) -> Drain:
+    """Follow `process` draining the backlog in `group` for at most `budget` seconds from now
+    (its start); the rate is that of the middle of what it committed."""
+    bench.groups.append(group)
+    watch = GroupWatch(bench, group)
+    try:
+        samples = follow(bench, process, watch, total, label, time.monotonic() + budget)
+    finally:
+        watch.close()
+    done = samples[-1].done
+    window = middle_window(samples, min(done, total))
+    if window is None:
+        raise BenchError(f"{label}: too few commits in {budget:.0f} s to measure a rate")
+    return Drain(window, done, total)
+
+
+Metrics = dict[str, list[tuple[str, dict[str, str], float]]]
+
+
+def scrape(port: int) -> Metrics:
+    """Every sample of the worker's /metrics, by family name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return {
+        family.name: [(s.name, s.labels, s.value) for s in family.samples]
+        for family in text_string_to_metric_families(text)
+    }
+
+
+def histogram_buckets(metrics: Metrics, name: str) -> list[tuple[float, float]]:
+    buckets = [
+        (float(labels["le"]), value)
+        for sample, labels, value in metrics.get(name, [])
+        if sample == f"{name}_bucket"
+    ]
+    return sorted(buckets)
+
+
+def mean(metrics: Metrics, histogram: str) -> float | None:
+    count = counter(metrics, f"{histogram}_count")
+    return counter(metrics, f"{histogram}_sum") / count if count else None
+
+
+def counter(metrics: Metrics, name: str) -> float:
+    """The value of the sample `name` summed over its labels (a counter, a histogram's sum)."""
+    family = name.removesuffix("_total").removesuffix("_sum").removesuffix("_count")
+    return float(sum(value for sample, _, value in metrics.get(family, []) if sample == name))
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    events: int
+    sent_per_s: float
+    p50: float | None  # None: among the events not processed by the end
+    p99: float | None
+    behind_at_start: int  # messages the worker had still to process when the phase began
+    unprocessed: int  # ... and when it ended
+    cores: float | None
+
+
+def measure_latency(
+    bench: Bench, worker: subprocess.Popen[bytes], rate: float, first: int, subscriptions: int
+) -> Latency:
+    port = bench.settings.metrics_port
+    count = max(int(rate * LATENCY_SECONDS), 1)
+    watch = GroupWatch(bench, bench.settings.worker_app_id)
+    behind = watch.high_watermarks() - watch.committed()
+    before = histogram_buckets(scrape(port), LATENCY_HISTOGRAM)
+    cpu_before, sent = cpu_seconds(worker.pid), 0
+    with UsageProducer(bench.settings.kafka_bootstrap, bench.topics) as producer:
+        events = usage_events(first, count, subscriptions)
+        started = time.monotonic()
+        next_report = started + 5
+        while sent < count:
+            now = time.monotonic()
+            due = min(count, int((now - started) * rate) + 1)
+            for event in events:
+                producer.send_event(event)  # timestamped now: the time of sending
+                sent += 1
+                if sent >= due:
+                    break
+            if now >= next_report:
+                bench.say(f"  sent {sent:>9,} of {count:,} at {sent / (now - started):,.0f}/s")
+                next_report = now + 5
+            time.sleep(max(started + sent / rate - time.monotonic(), 0.001))
+        sending = time.monotonic() - started
+        cpu_sent = cpu_seconds(worker.pid)
+        producer.flush()
+    try:
+        total = watch.high_watermarks()
+        follow(bench, worker, watch, total, "worker", time.monotonic() + CATCH_UP_BUDGET)
+    finally:
+        watch.close()
+    delta = bucket_deltas(before, histogram_buckets(scrape(port), LATENCY_HISTOGRAM))
+    observed = round(delta[-1][1]) if delta else 0
+    unprocessed = max(behind + count - observed, 0)
+    cores = None if cpu_before is None or cpu_sent is None else (cpu_sent - cpu_before) / sending
+    return Latency(
+        count,
+        count / sending,
+        histogram_quantile(delta, 0.5, unobserved=unprocessed),
+        histogram_quantile(delta, 0.99, unobserved=unprocessed),
+        behind,
+        unprocessed,
+        cores,
+    )
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+
+def run(
+    base: Settings,
+    *,
+    events: int,
+    subscriptions: int,
+    rate: float,
+    partitions: int | None,
+    out: TextIO,
+    err: TextIO,
+) -> dict[str, Any]:
+    bench = Bench.create(base, partitions, err)
+    settings = bench.settings
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        bench.say(
+            f"{bench.tag}: {events:,} events, {subscriptions:,} subscriptions, "
+            f"{settings.partitions} partitions, run folder {bench.run_dir}"
+        )
+        ensure_topics_for(settings)
+        with UsageProducer(settings.kafka_bootstrap, bench.topics) as producer:
+            publish_catalog(producer, subscriptions)
+        produced = produce_backlog(bench, events, subscriptions)
+        probe = GroupWatch(bench, f"{bench.tag}-probe")
+        total = probe.high_watermarks()
+        probe.close()
+        bench.say(f"backlog: {total:,} messages ({produced:,.0f} events/s produced)")
+
+        ceiling = measure_ceiling(bench, total)
+        bench.say(f"ceiling: {ceiling.rate:,.0f} messages/s (consume + decode, one process)")
+
+        empty_group = f"{bench.tag}-faust-empty"
+        empty = bench.start(
+            ["-m", "benchmarks.bench_pipeline", "faust-empty"],
+            "faust-empty",
+            TOLLGATE_WORKER_APP_ID=empty_group,
+        )
+        bench.say("Faust app with an empty body: draining the backlog…")
+        faust_empty = drain(bench, empty, empty_group, total, "faust-empty", FAUST_EMPTY_BUDGET)
+        bench.stop(empty)
+        bench.say(f"Faust, empty body: {faust_empty.window.rate:,.0f} messages/s")
+
+        bench.say("worker: draining the backlog…")
+        worker = bench.start(["-m", "pipeline.cli", "worker", "--clock", "records"], "worker")
+        drained = drain(bench, worker, settings.worker_app_id, total, "worker", WORKER_BUDGET)
+        bench.say(f"worker: {drained.window.rate:,.0f} messages/s sustained")
+        batches = scrape(settings.metrics_port)
+
+        bench.say(f"latency: {rate:,.0f} events/s for {LATENCY_SECONDS:.0f} s…")
+        latency = measure_latency(bench, worker, rate, events, subscriptions)
+        final = scrape(settings.metrics_port)
+        bench.stop(worker)
+        sustained = drained.window
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        bench.close()
+
+    result = {
+        "bench": "pipeline",
+        "events": events,
+        "subscriptions": subscriptions,
+        "partitions": settings.partitions,
+        "sustained_events_per_s": round(sustained.rate),
+        "worker_cpu_us_per_event": _micro(sustained.cpu_per_message),
+        "worker_cpu_cores": _round(sustained.cores, 2),
+        "worker_drained": drained.drained,
+        "worker_batch_mean": _round(mean(batches, BATCH_HISTOGRAM), 1),
+        "ceiling_events_per_s": round(ceiling.rate),
+        "ceiling_cpu_us_per_event": _micro(ceiling.cpu_per_message),
+        "ratio_to_ceiling": round(sustained.rate / ceiling.rate, 3),
+        "faust_empty_events_per_s": round(faust_empty.window.rate),
+        "faust_empty_cpu_us_per_event": _micro(faust_empty.window.cpu_per_message),
+        "faust_empty_drained": faust_empty.drained,
+        "latency_rate": rate,
+        "latency_sent_per_s": round(latency.sent_per_s),
+        "latency_events": latency.events,
+        "latency_behind_at_start": latency.behind_at_start,
+        "latency_unprocessed": latency.unprocessed,
+        "p50_ms": _round(None if latency.p50 is None else latency.p50 * 1000, 1),
+        "p99_ms": _round(None if latency.p99 is None else latency.p99 * 1000, 1),
+        "thresholds_crossed": round(counter(final, "tollgate_worker_thresholds_crossed_total")),
+    }
+    print_table(result, drained, faust_empty, latency, out)
+    print(json.dumps(result), file=out, flush=True)
+    return result
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _micro(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e6, 1)
+
+
+def print_table(
+    result: dict[str, Any], worker: Drain, faust_empty: Drain, latency: Latency, out: IO[str]
+) -> None:
+    def show(value: Any, unit: str = "") -> str:
+        return "n/a" if value is None else f"{value:,}{unit}"
+
+    def part(run: Drain, budget: float) -> str:
+        return "" if run.drained else f"; time up after {budget:.0f} s, {run.done:,} done"
+
+    def quantile(name: str) -> str:
+        value = result[f"{name}_ms"]
+        return f"{name} > {CATCH_UP_BUDGET:.0f} s" if value is None else f"{name} {value:,} ms"
+
+    cores = "n/a" if latency.cores is None else f"{latency.cores:.2f}"
+    behind = (
+        f"; worker {latency.behind_at_start:,} behind at the start"
+        if latency.behind_at_start
+        else ""
+    )
+    unprocessed = f", {latency.unprocessed:,} not processed" if latency.unprocessed else ""
+    rows = [
+        (
+            "worker, sustained",
+            f"{show(result['sustained_events_per_s'])} events/s",
+            f"middle 80% of the backlog; {show(result['worker_cpu_cores'])} cores"
+            + part(worker, WORKER_BUDGET),
+        ),
+        (
+            "worker CPU",
+            f"{show(result['worker_cpu_us_per_event'])} µs/event",
+            f"{show(result['worker_batch_mean'])} messages per partition batch on average",
+        ),
+        (
+            "ceiling",
+            f"{show(result['ceiling_events_per_s'])} events/s",
+            "bare consumer + decode_ledger_input; "
+            f"{show(result['ceiling_cpu_us_per_event'])} µs/event CPU",
+        ),
+        ("ratio to ceiling", f"{result['ratio_to_ceiling']:.3f}", ""),
+        (
+            "Faust, empty body",
+            f"{show(result['faust_empty_events_per_s'])} events/s",
+            f"take_events, no engine; {show(result['faust_empty_cpu_us_per_event'])} µs/event CPU"
+            + part(faust_empty, FAUST_EMPTY_BUDGET),
+        ),
+        (
+            f"latency at {result['latency_rate']:,g}/s",
+            f"{quantile('p50')}, {quantile('p99')}",
+            f"{result['latency_events']:,} events sent at {result['latency_sent_per_s']:,}/s"
+            f"{unprocessed}; worker {cores} cores{behind}",
+        ),
+        ("thresholds crossed", show(result["thresholds_crossed"]), "over the whole run"),
+    ]
+    print(
+        f"pipeline: {result['events']:,} events, {result['subscriptions']:,} subscriptions, "
+        f"{result['partitions']} partitions",
+        file=out,
+    )
+    for name, figure, note in rows:
+        print(f"  {name:<22}{figure:<30}  {note}".rstrip(), file=out)
+
+
+# --- the Faust app with an empty body (a child process) ---------------------------------------
+
+
+def faust_empty_main() -> None:
+    """The worker's Faust settings, topic and `take_events` batching; the body does nothing."""
+    import faust
+
+    settings = Settings.from_env()
+    (settings.run_dir / "state").mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.worker_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(settings.run_dir / "state" / settings.worker_app_id),
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        web_enabled=False,
+        autodiscover=False,
+    )
+    usage = app.topic(
+        Topics.with_prefix(settings.topic_prefix).usage_events,
+        partitions=settings.partitions,
+        value_type=bytes,
+        value_serializer="raw",
+    )
+
+    @app.agent(usage, concurrency=1)
+    async def empty(stream: Any) -> None:  # a faust Stream: `take_events` is not on StreamT
+        within = settings.worker_batch_wait
+        async for _events in stream.take_events(settings.worker_batch_size, within=within):
+            pass
+
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+ENTRY_POINTS: dict[str, Callable[[], None]] = {"faust-empty": faust_empty_main}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in ENTRY_POINTS:
+        sys.exit(f"usage: python -m benchmarks.bench_pipeline {{{','.join(ENTRY_POINTS)}}}")
+    ENTRY_POINTS[sys.argv[1]]()
