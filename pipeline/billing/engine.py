@@ -271,8 +271,9 @@ class Ledger:
         sub = self.subscriptions.get(external_id or "")
         if sub is None or sub.status not in (PENDING, ACTIVE):
             raise DefinitionError(f"no active subscription {external_id!r} to terminate")
+        earlier = len(ctx.rejections)
         terminate(sub, ctx, ctx.now)
-        for rejection in ctx.rejections:
+        for rejection in ctx.rejections[earlier:]:  # held events that can never be billed
             self._report_event_error(rejection, ctx)
         ctx.touched.add(sub.external_id)
 

@@ -46,3 +46,24 @@ def test_a_restored_ledger_continues_exactly_like_the_original():
     second = Ledger.restore(None, clock, catalog, subs)
     produced += [o.body for r in records[7:] for o in second.step(r).outputs]
     assert produced == expected
+
+
+def test_a_termination_reports_only_its_own_errors_within_a_batch():
+    from pipeline.billing.engine import Record
+    from pipeline.billing.timestamps import parse_instant
+
+    lines = (EXAMPLES / "ai_tokens_recurring.jsonl").read_text().splitlines()[:4]
+    records = [parse_record(line, n) for n, line in enumerate(lines, start=1)]
+    at = parse_instant("2025-03-05T00:00:00Z")
+    bad = Record(
+        at,
+        "event",
+        {"transaction_id": "x", "external_subscription_id": "sub-acme", "code": "nope"},
+        "bad",
+    )
+    end = Record(at, "terminate_subscription", "sub-acme", "end")
+    one_by_one = Ledger()
+    singles = [o.id for r in [*records, bad, end] for o in one_by_one.step(r).outputs]
+    batched = Ledger()
+    together = [o.id for o in batched.run([*records, bad, end]).outputs]
+    assert together == singles
