@@ -108,6 +108,10 @@ def timelines(data: st.DrawFn, *, terminate_all: bool = False) -> list[Record]:
         if data(st.integers(0, 9)) == 0:
             records.append(Record(at, "tick", None, f"r{index}"))
             continue
+        if data(st.integers(0, 29)) == 0:
+            ended = data(st.sampled_from(subscriptions))
+            records.append(Record(at, "terminate_subscription", ended, f"r{index}"))
+            continue
         metric = data(st.sampled_from(METRICS))
         event: dict[str, Any] = {
             "transaction_id": f"t{data(st.integers(0, 40))}",
