@@ -518,9 +518,14 @@ def ledger_record(landed: Landed) -> Record:
 
 
 def per_subscription(outputs: list[Output]) -> dict[str | None, list[str]]:
+    """Bodies per subscription in emission order. Errors about no subscription (undecodable
+    input) land on whichever partition a key-less message goes to, so they have no order:
+    that group is compared sorted."""
     bodies: dict[str | None, list[str]] = {}
     for output in outputs:
         bodies.setdefault(output.external_subscription_id, []).append(dumps(output.body))
+    if None in bodies:
+        bodies[None].sort()
     return bodies
 
 
