@@ -10,7 +10,7 @@ from pipeline.billing.catalog import Catalog, Customer, Plan
 from pipeline.billing.invoices import Parties
 from pipeline.billing.rejections import Rejection
 from pipeline.billing.subscription import SubscriptionState
-from pipeline.billing.timestamps import EPOCH
+from pipeline.billing.timestamps import micros
 from pipeline.billing.webhooks import Output
 
 
@@ -46,7 +46,7 @@ class StepContext:
 
     def __init__(self, now: datetime, catalog: Catalog, settings: EngineSettings) -> None:
         self.now = now
-        self.now_us = (now - EPOCH) // timedelta(microseconds=1)
+        self.now_us = micros(now)
         self.catalog = catalog
         self.settings = settings
         self.outputs: list[Output] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import localcontext
 
 from pipeline.billing import catalog as defs
@@ -39,7 +39,6 @@ from pipeline.billing.subscription import (
 from pipeline.billing.timestamps import EPOCH, micros
 from pipeline.billing.usage import add_usage, check_thresholds, reprice
 
-_MICROSECOND = timedelta(microseconds=1)
 RECORD_KINDS = frozenset(
     {
         "billable_metric",
@@ -107,7 +106,7 @@ class Ledger:
         now = at if clock is None or at > clock else clock
         if now is not ctx.now:
             ctx.now = now
-            ctx.now_us = (now - EPOCH) // _MICROSECOND
+            ctx.now_us = micros(now)
         if self._due and self._due[0][0] <= now:
             self._advance(ctx, self._termination_boundary(record, now))
         self.clock = now
