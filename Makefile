@@ -12,18 +12,23 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+ENGINE_SOURCES := $(wildcard pipeline/billing/*.py)
+ENGINE_BUILT := pipeline/billing/_compiled.digest
 TOLLGATE := $(BIN)/tollgate
 PYTEST_ARGS ?= --timeout=600
+# The engine the tests run: the compiled one that `make install` builds (what ships), or
+# `make test TEST_ENGINE=source`.
+TEST_ENGINE ?= compiled
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install lint format stack-up up down status reset test
+.PHONY: help install engine engine-clean lint format stack-up up down status reset test
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
-		| awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
+		| awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
 
-install: $(INSTALLED) ## Create .venv and install tollgate with its dev tools (incremental)
+install: $(INSTALLED) $(ENGINE_BUILT) ## Create .venv, install tollgate and its dev tools, compile the engine (incremental)
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -32,6 +37,14 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
+
+engine: $(ENGINE_BUILT) ## Compile the billing engine with mypyc (again after its sources change)
+
+$(ENGINE_BUILT): $(INSTALLED) $(ENGINE_SOURCES)
+	$(TOLLGATE) engine build
+
+engine-clean: ## Remove the compiled engine: pipeline/billing runs from its sources
+	@test ! -x $(TOLLGATE) || $(TOLLGATE) engine clean
 
 lint: install ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .
@@ -58,7 +71,7 @@ reset: install ## Empty topics, consumer groups, worker state and tables
 	$(TOLLGATE) dev reset
 
 test: lint stack-up ## Lint, start the stack, run every test (unit, scenarios, integration)
-	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; TOLLGATE_ENGINE=$(TEST_ENGINE) $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 # Benchmarks

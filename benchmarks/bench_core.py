@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
+from pipeline import compiled_engine
 from pipeline.billing.engine import Ledger, Record
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -102,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscriptions", type=int, default=1_000)
     parser.add_argument("--batch", type=int, default=500, help="records per Ledger.run call")
     args = parser.parse_args(argv)
+    engine = compiled_engine.in_use()
     print(
-        f"building {args.events:,} events for {args.subscriptions:,} subscriptions…",
+        f"{engine} engine: {args.events:,} events for {args.subscriptions:,} subscriptions…",
         file=sys.stderr,
     )
     ledger = Ledger()
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "bench": "core",
+        "engine": engine,
         "events": args.events,
         "subscriptions": args.subscriptions,
         "batch": args.batch,

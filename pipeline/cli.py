@@ -281,6 +281,42 @@ def bench_pipeline(
     )
 
 
+# The billing engine: compiled or from source (pipeline/compiled_engine.py)
+
+
+@main.group()
+def engine() -> None:
+    """The mypyc-compiled billing engine: build, remove, or see which one runs."""
+
+
+@engine.command("build")
+@click.option("--force", is_flag=True, help="Compile even if the build matches the sources.")
+def engine_build(force: bool) -> None:
+    """Compile pipeline/billing in place (needs the dev extra and gcc)."""
+    from pipeline import compiled_engine
+
+    compiled_engine.build(click.echo, force=force)
+
+
+@engine.command("clean")
+def engine_clean() -> None:
+    """Remove the compiled modules: the engine runs from its sources."""
+    from pipeline import compiled_engine
+
+    click.echo(f"removed {compiled_engine.clean()} compiled modules")
+
+
+@engine.command("status")
+def engine_status() -> None:
+    """Which engine loads here, and whether the compiled one matches the sources."""
+    import pipeline
+    from pipeline import compiled_engine
+
+    click.echo(f"build: {compiled_engine.build_state()}")
+    click.echo(f"{compiled_engine.VARIABLE}: {Settings.from_env().engine}")
+    click.echo(f"running: {compiled_engine.in_use() if pipeline.ENGINE != 'none' else 'none'}")
+
+
 # Sinks: `tollgate db`, `sink`, `webhooks`, `invoices` (sinks/cli.py)
 
 for _command in SINK_COMMANDS:

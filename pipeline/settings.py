@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.compiled_engine import MODES as ENGINE_MODES
 from pipeline.errors import TollgateError
 
 PREFIX = "TOLLGATE_"
@@ -159,6 +160,13 @@ def _store(raw: str) -> str:
     value = raw.strip()
     if value not in ("rocksdb://", "memory://"):
         raise ValueError("expected rocksdb:// or memory://")
+    return value
+
+
+def _engine(raw: str) -> str:
+    value = raw.strip()
+    if value not in ENGINE_MODES:
+        raise ValueError("expected " + ", ".join(ENGINE_MODES))
     return value
 
 
@@ -401,6 +409,16 @@ class Settings:
             "Largest usage-events message the worker decodes; a larger one is dead-lettered "
             "as `malformed`.",
             _message_bytes,
+        ),
+    )
+    engine: str = field(
+        default="auto",
+        metadata=_var(
+            "ENGINE",
+            "Which billing engine runs: `auto` (the mypyc-compiled one built by `make engine` "
+            "while it matches the sources, else the sources), `source` or `compiled` (refuse "
+            "to start without a current build). Read when `pipeline` is first imported.",
+            _engine,
         ),
     )
 

@@ -32,7 +32,7 @@ class InvalidUniqueValue(NotANumber):
     """A unique_count value that is neither a string nor a number (spec §2: `invalid`)."""
 
 
-class OrderNotKept(RuntimeError):
+class OrderNotKept(Exception):
     """Ordered values were asked of an accumulator created without `keep_order=True`."""
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import localcontext
+from typing import Any
 
 from pipeline.billing import catalog as defs
 from pipeline.billing import webhooks
@@ -59,7 +60,7 @@ class Record:
 
     at: datetime
     kind: str
-    payload: object = None
+    payload: Any = None  # Any, not object: see rejections.Rejection
     ref: str = ""
     error: str | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Reason(StrEnum):
@@ -25,5 +26,6 @@ class Rejection:
     reason: Reason
     message: str
     ref: str
-    payload: object  # the input as far as it decoded, else its raw text
+    # Any, not object: a mypyc-compiled dataclass cannot resolve the annotation `object`.
+    payload: Any  # the input as far as it decoded, else its raw text
     external_subscription_id: str | None = None
