@@ -16,9 +16,9 @@ ENGINE_SOURCES := $(wildcard pipeline/billing/*.py)
 ENGINE_BUILT := pipeline/billing/_compiled.digest
 TOLLGATE := $(BIN)/tollgate
 PYTEST_ARGS ?= --timeout=600
-# The engine the tests run: the compiled one that `make install` builds (what ships), or
-# `make test TEST_ENGINE=source`.
-TEST_ENGINE ?= compiled
+# The billing engine: `compiled` (built by `make install`; what the tests and the image run) or
+# `source` (no compiler needed: `make install ENGINE=source`, `make test ENGINE=source`).
+ENGINE ?= compiled
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -28,7 +28,7 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
 		| awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
 
-install: $(INSTALLED) $(ENGINE_BUILT) ## Create .venv, install tollgate and its dev tools, compile the engine (incremental)
+install: $(INSTALLED) $(if $(filter source,$(ENGINE)),,$(ENGINE_BUILT)) ## Create .venv, install tollgate and its dev tools, compile the engine (incremental)
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -71,7 +71,7 @@ reset: install ## Empty topics, consumer groups, worker state and tables
 	$(TOLLGATE) dev reset
 
 test: lint stack-up ## Lint, start the stack, run every test (unit, scenarios, integration)
-	@rc=0; TOLLGATE_ENGINE=$(TEST_ENGINE) $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; TOLLGATE_ENGINE=$(ENGINE) $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 # Benchmarks

@@ -14,6 +14,7 @@ from pipeline.worker.app import build_app
 def run(settings: Settings, *, clock: str, loglevel: str, echo: Callable[[str], None]) -> None:
     import faust
 
+    from pipeline.compiled_engine import in_use
     from pipeline.topic_admin import ensure_topics_for
 
     (settings.run_dir / "state").mkdir(parents=True, exist_ok=True)
@@ -31,7 +32,7 @@ def run(settings: Settings, *, clock: str, loglevel: str, echo: Callable[[str], 
     app = build_app(settings, clock=clock, environ=dict(os.environ))
     echo(
         f"worker {settings.worker_app_id}: {settings.kafka_bootstrap}, clock={clock}, "
-        f"store={settings.worker_store}"
+        f"store={settings.worker_store}, engine={in_use()}"
     )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.spinner = None  # its start-up spinner leaves the root logger at DEBUG (~9 % CPU)
