@@ -106,9 +106,17 @@ def _install(finder: importlib.abc.MetaPathFinder) -> None:
 
 
 class _EngineFinder(importlib.abc.MetaPathFinder):
-    @staticmethod
-    def _ours(fullname: str) -> bool:
-        return fullname == PACKAGE or fullname.startswith(PACKAGE + ".")
+    """Decides how `pipeline.billing` and its modules load; leaves every other import alone."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname == PACKAGE or fullname.startswith(PACKAGE + "."):
+            return self.engine_spec(fullname)
+        return None
+
+    def engine_spec(self, fullname: str) -> ModuleSpec | None:
+        raise NotImplementedError
 
 
 class _SourceFinder(_EngineFinder):
@@ -117,11 +125,7 @@ class _SourceFinder(_EngineFinder):
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
-        if not self._ours(fullname):
-            return None
+    def engine_spec(self, fullname: str) -> ModuleSpec | None:
         if fullname == PACKAGE:
             return importlib.util.spec_from_file_location(
                 fullname,
@@ -136,12 +140,8 @@ class _Refuse(_EngineFinder):
     def __init__(self, message: str) -> None:
         self.message = message
 
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
-        if self._ours(fullname):
-            raise ImportError(self.message, name=fullname)
-        return None
+    def engine_spec(self, fullname: str) -> ModuleSpec | None:
+        raise ImportError(self.message, name=fullname)
 
 
 # -- building ----------------------------------------------------------------------------------
