@@ -87,7 +87,7 @@ def load_subscription(data: bytes, seen: dict[str, int] | None = None) -> Subscr
     sub.anchor = date.fromisoformat(document["an"]) if document["an"] else None
     sub.terminated_at = _instant(document["term"])
     bounds = document["per"]
-    sub.period = Period(*(_required(b) for b in bounds)) if bounds else None
+    sub.period = Period(*[_required(b) for b in bounds]) if bounds else None
     sub.period_fee_cents = document["fee"]
     sub.accumulators = {
         code: accumulator_from_state(aggregation, state)
