@@ -173,6 +173,16 @@ def _required_text(obj: Mapping[str, object], key: str, what: str) -> str:
     return text
 
 
+def _choice(
+    obj: Mapping[str, object], key: str, allowed: frozenset[str], what: str, default: str = ""
+) -> str:
+    """One of `allowed`; anything else (a list, a number, an unknown word) is refused."""
+    value = obj.get(key) or default
+    if not isinstance(value, str) or value not in allowed:
+        raise DefinitionError(f"{what}: {key} must be one of {sorted(allowed)}, got {value!r}")
+    return value
+
+
 def _flag(obj: Mapping[str, object], key: str, what: str, default: bool) -> bool:
     value = obj.get(key, default)
     if value is None:
@@ -201,12 +211,10 @@ def parse_metric(obj: object) -> BillableMetric:
     body = _mapping(obj, "billable_metric")
     code = _required_text(body, "code", "billable_metric")
     what = f"billable metric {code!r}"
-    aggregation = body.get("aggregation_type")
-    if aggregation not in AGGREGATION_TYPES:
-        raise DefinitionError(f"{what}: unsupported aggregation_type {aggregation!r}")
+    aggregation = _choice(body, "aggregation_type", AGGREGATION_TYPES, what)
     field_name = _text(body, "field_name", what, required=aggregation != "count_agg")
     name = str(body.get("name") or code)
-    return BillableMetric(code, name, str(aggregation), field_name, dict(body))
+    return BillableMetric(code, name, aggregation, field_name, dict(body))
 
 
 def parse_thresholds(value: object, what: str) -> Thresholds:
@@ -237,9 +245,7 @@ def parse_plan(obj: object, metrics: Mapping[str, BillableMetric]) -> Plan:
     body = _mapping(obj, "plan")
     code = _required_text(body, "code", "plan")
     what = f"plan {code!r}"
-    interval = body.get("interval")
-    if interval not in INTERVALS:
-        raise DefinitionError(f"{what}: interval must be one of {sorted(INTERVALS)}")
+    interval = _choice(body, "interval", INTERVALS, what)
     amount = _cents(body, "amount_cents", what, 0)
     if amount < 0:
         raise DefinitionError(f"{what}: amount_cents must not be negative")
@@ -254,7 +260,7 @@ def parse_plan(obj: object, metrics: Mapping[str, BillableMetric]) -> Plan:
     return Plan(
         code,
         name,
-        str(interval),
+        interval,
         amount,
         currency,
         pay_in_advance,
@@ -320,9 +326,7 @@ def parse_subscription(obj: object) -> SubscriptionDefinition:
     body = _mapping(obj, "subscription")
     external_id = _required_text(body, "external_id", "subscription")
     what = f"subscription {external_id!r}"
-    billing_time = body.get("billing_time") or "calendar"
-    if billing_time not in BILLING_TIMES:
-        raise DefinitionError(f"{what}: billing_time must be calendar or anniversary")
+    billing_time = _choice(body, "billing_time", BILLING_TIMES, what, "calendar")
     raw_at = body.get("subscription_at")
     subscription_at = None
     if raw_at is not None:
@@ -339,7 +343,7 @@ def parse_subscription(obj: object) -> SubscriptionDefinition:
         external_id=external_id,
         external_customer_id=_required_text(body, "external_customer_id", what),
         plan_code=_required_text(body, "plan_code", what),
-        billing_time=str(billing_time),
+        billing_time=billing_time,
         subscription_at=subscription_at,
         thresholds=thresholds,
         progressive_billing_disabled=_flag(body, "progressive_billing_disabled", what, False),

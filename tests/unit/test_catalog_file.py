@@ -120,7 +120,7 @@ plans:
 """
     assert problems(text) == [
         "plans[1] (line 9): plan 'broken': interval must be one of "
-        "['monthly', 'quarterly', 'weekly', 'yearly']"
+        "['monthly', 'quarterly', 'weekly', 'yearly'], got 'fortnightly'"
     ]
 
 
@@ -142,8 +142,8 @@ def test_every_problem_is_listed_and_the_message_names_the_file(tmp_path: Path) 
     message = str(caught.value)
     assert message.startswith(f"{path} refused, nothing published (3 problems):")
     assert caught.value.problems == [
-        "billable_metrics[0] (line 2): billable metric 'm': unsupported aggregation_type "
-        "'median_agg'",
+        "billable_metrics[0] (line 2): billable metric 'm': aggregation_type must be one of "
+        "['count_agg', 'latest_agg', 'max_agg', 'sum_agg', 'unique_count_agg'], got 'median_agg'",
         "plans[0] (line 4): plan 'p': unknown billable metric 'm'",
         "subscriptions[0] (line 8): subscription 's': unknown plan 'nowhere'",
     ]
