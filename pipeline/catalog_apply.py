@@ -186,11 +186,11 @@ def _apply_all(records: list[CatalogRecord], catalog: Catalog) -> Catalog:
     for record in records:
         try:
             if record.kind == "billable_metric":
-                catalog = catalog.with_metric(parse_metric(record.definition))
+                catalog.define_metric(parse_metric(record.definition))
             elif record.kind == "plan":
-                catalog = catalog.with_plan(parse_plan(record.definition, catalog.metrics))
+                catalog.define_plan(parse_plan(record.definition, catalog.metrics))
             else:
-                catalog = catalog.with_customer(parse_customer(record.definition))
+                catalog.define_customer(parse_customer(record.definition))
         except DefinitionError:
             continue  # refused by the worker too
     return catalog

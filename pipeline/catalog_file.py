@@ -227,12 +227,12 @@ def validate_definitions(
     catalog topic already holds); returns the resulting catalogue. Raises `CatalogFileError`
     listing every problem: a definition that breaks a rule of spec §1, a subscription naming a
     plan defined nowhere, or the same code twice in one file."""
-    catalog = known or Catalog()
+    catalog = known.copy() if known else Catalog()
     problems: list[str] = []
     first_seen: dict[tuple[str, str], str] = {}
     for item in definitions:
         try:
-            catalog = _check(item, catalog)
+            _check(item, catalog)
         except DefinitionError as error:
             problems.append(f"{item.where}: {error}{_hint(str(error))}")
             continue
@@ -244,19 +244,20 @@ def validate_definitions(
     return catalog
 
 
-def _check(item: Definition, catalog: Catalog) -> Catalog:
+def _check(item: Definition, catalog: Catalog) -> None:
     if item.kind == "billable_metric":
-        return catalog.with_metric(parse_metric(item.payload))
-    if item.kind == "plan":
-        return catalog.with_plan(parse_plan(item.payload, catalog.metrics))
-    if item.kind == "customer":
-        return catalog.with_customer(parse_customer(item.payload))
-    subscription = parse_subscription(item.payload)
-    if subscription.plan_code not in catalog.plans:
-        raise DefinitionError(
-            f"subscription {subscription.external_id!r}: unknown plan {subscription.plan_code!r}"
-        )
-    return catalog
+        catalog.define_metric(parse_metric(item.payload))
+    elif item.kind == "plan":
+        catalog.define_plan(parse_plan(item.payload, catalog.metrics))
+    elif item.kind == "customer":
+        catalog.define_customer(parse_customer(item.payload))
+    else:
+        subscription = parse_subscription(item.payload)
+        if subscription.plan_code not in catalog.plans:
+            raise DefinitionError(
+                f"subscription {subscription.external_id!r}: "
+                f"unknown plan {subscription.plan_code!r}"
+            )
 
 
 def _hint(message: str) -> str:

@@ -124,18 +124,31 @@ class SubscriptionDefinition:
     historical_usage_amount_cents: int
 
 
-@dataclass(frozen=True, slots=True)
 class Catalog:
-    """Everything every worker knows: metrics, plans and customers by code / external id."""
+    """Everything every worker knows: metrics, plans and customers by code / external id.
 
-    metrics: Mapping[str, BillableMetric] = field(default_factory=dict)
-    plans: Mapping[str, Plan] = field(default_factory=dict)
-    customers: Mapping[str, Customer] = field(default_factory=dict)
+    Owned and changed in place by one holder (a ledger, a validation run): a definition costs
+    O(1), so a catalogue of many customers loads in linear time. `copy` before changing a
+    catalogue someone else holds.
+    """
+
+    __slots__ = ("customers", "metrics", "plans")
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, BillableMetric] = {}
+        self.plans: dict[str, Plan] = {}
+        self.customers: dict[str, Customer] = {}
+
+    def copy(self) -> Catalog:
+        other = Catalog()
+        other.metrics, other.plans = dict(self.metrics), dict(self.plans)
+        other.customers = dict(self.customers)
+        return other
 
     def customer(self, external_id: str) -> Customer:
         return self.customers.get(external_id) or default_customer(external_id)
 
-    def with_metric(self, metric: BillableMetric) -> Catalog:
+    def define_metric(self, metric: BillableMetric) -> None:
         old = self.metrics.get(metric.code)
         if old and (old.aggregation_type, old.field_name) != (
             metric.aggregation_type,
@@ -144,14 +157,13 @@ class Catalog:
             raise DefinitionError(
                 f"billable metric {metric.code!r}: aggregation_type and field_name cannot change"
             )
-        return Catalog({**self.metrics, metric.code: metric}, self.plans, self.customers)
+        self.metrics[metric.code] = metric
 
-    def with_plan(self, plan: Plan) -> Catalog:
-        return Catalog(self.metrics, {**self.plans, plan.code: plan}, self.customers)
+    def define_plan(self, plan: Plan) -> None:
+        self.plans[plan.code] = plan
 
-    def with_customer(self, customer: Customer) -> Catalog:
-        customers = {**self.customers, customer.external_id: customer}
-        return Catalog(self.metrics, self.plans, customers)
+    def define_customer(self, customer: Customer) -> None:
+        self.customers[customer.external_id] = customer
 
 
 # -- parsing -----------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ class StepContext:
         "accepted",
         "catalog",
         "counts",
+        "defined",
         "duplicates",
         "now",
         "now_us",
@@ -53,6 +54,7 @@ class StepContext:
         self.rejections: list[Rejection] = []
         self.counts: Counter[str] = Counter()
         self.touched: set[str] = set()
+        self.defined: set[tuple[str, str]] = set()  # (kind, key) of definitions made
         # The per-event counters are plain ints; `counts` holds the rarer ones.
         self.accepted = 0
         self.duplicates = 0

@@ -71,6 +71,7 @@ class Transition:
     rejections: tuple[Rejection, ...]
     counts: Mapping[str, int]
     touched: frozenset[str]  # external subscription ids whose state changed
+    defined: frozenset[tuple[str, str]]  # (record kind, code or external id) of new definitions
 
 
 class Ledger:
@@ -99,7 +100,11 @@ class Ledger:
             for record in records:
                 self._step(record, ctx)
         return Transition(
-            tuple(ctx.outputs), tuple(ctx.rejections), ctx.totals(), frozenset(ctx.touched)
+            tuple(ctx.outputs),
+            tuple(ctx.rejections),
+            ctx.totals(),
+            frozenset(ctx.touched),
+            frozenset(ctx.defined),
         )
 
     def _step(self, record: Record, ctx: StepContext) -> None:
@@ -184,12 +189,13 @@ class Ledger:
             ctx.rejections.append(
                 Rejection(Reason.INVALID_DEFINITION, str(error), record.ref, record.payload)
             )
-        ctx.catalog = self.catalog
 
     def _apply_definition(self, record: Record, ctx: StepContext) -> None:
         kind, payload = record.kind, record.payload
         if kind == "billable_metric":
-            self.catalog = self.catalog.with_metric(defs.parse_metric(payload))
+            metric = defs.parse_metric(payload)
+            self.catalog.define_metric(metric)
+            ctx.defined.add((kind, metric.code))
         elif kind == "plan":
             self._apply_plan(defs.parse_plan(payload, self.catalog.metrics), ctx)
         elif kind == "customer":
@@ -205,13 +211,17 @@ class Ledger:
         external_id = _text_id(payload.get("external_id") if isinstance(payload, dict) else None)
         known = self.catalog.customers.get(external_id or "")
         defined_at = known.defined_at if known else ctx.now
-        self.catalog = self.catalog.with_customer(defs.parse_customer(payload, defined_at))
+        customer = defs.parse_customer(payload, defined_at)
+        self.catalog.define_customer(customer)
+        ctx.defined.add(("customer", customer.external_id))
 
     def _apply_plan(self, plan: defs.Plan, ctx: StepContext) -> None:
         old = self.catalog.plans.get(plan.code)
-        self.catalog = self.catalog.with_plan(plan)
-        ctx.catalog = self.catalog
-        if old is None or old == plan:
+        if old == plan:
+            return
+        self.catalog.define_plan(plan)
+        ctx.defined.add(("plan", plan.code))
+        if old is None:
             return
         charges_changed = old.charges != plan.charges
         if not charges_changed and old.thresholds == plan.thresholds:

@@ -8,6 +8,7 @@ Instants are stored as integer microseconds since the epoch, decimals as strings
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -182,33 +183,57 @@ def _load_definition(items: list[Any] | None) -> SubscriptionDefinition | None:
 # -- the ledger's head: clock and catalog ------------------------------------------------------
 
 
-def dump_head(clock: datetime | None, catalog: Catalog) -> bytes:
-    """The clock and the catalog a ledger works with, as the definitions that built it."""
-    document = {
-        "v": VERSION,
-        "clock": _us(clock),
-        "metrics": [m.source for m in catalog.metrics.values()],
-        "plans": [p.source for p in catalog.plans.values()],
-        "customers": [[c.source, _us(c.defined_at)] for c in catalog.customers.values()],
-    }
+def dump_clock(clock: datetime | None) -> bytes:
+    """The ledger's clock. The catalogue is stored apart, one record per definition
+    (`dump_definition`), so that a batch writes only the definitions it changed."""
+    return json.dumps({"v": VERSION, "clock": _us(clock)}, separators=(",", ":")).encode()
+
+
+def load_clock(data: bytes) -> datetime | None:
+    document = _document(data, "ledger clock")
+    return _instant(document["clock"])
+
+
+DEFINITION_KINDS = ("billable_metric", "plan", "customer")  # the order that rebuilds a catalog
+
+
+def dump_definition(catalog: Catalog, kind: str, key: str) -> bytes:
+    """One definition of `catalog` (`kind` in DEFINITION_KINDS) as the object that built it."""
+    document: dict[str, Any] = {"v": VERSION, "kind": kind}
+    if kind == "billable_metric":
+        document["source"] = catalog.metrics[key].source
+    elif kind == "plan":
+        document["source"] = catalog.plans[key].source
+    else:
+        customer = catalog.customers[key]
+        document["source"], document["at"] = customer.source, _us(customer.defined_at)
     return json.dumps(document, separators=(",", ":"), default=_tag_decimal).encode()
 
 
-def load_head(data: bytes) -> tuple[datetime | None, Catalog]:
+def load_catalog(definitions: Iterable[bytes]) -> Catalog:
+    """The catalog from its stored definitions, in any order (linear in their number)."""
+    by_kind: dict[str, list[dict[str, Any]]] = {kind: [] for kind in DEFINITION_KINDS}
+    for data in definitions:
+        document = _document(data, "catalog definition")
+        by_kind[document["kind"]].append(document)
+    catalog = Catalog()
+    for document in by_kind["billable_metric"]:
+        catalog.define_metric(parse_metric(document["source"]))
+    for document in by_kind["plan"]:
+        catalog.define_plan(parse_plan(document["source"], catalog.metrics))
+    for document in by_kind["customer"]:
+        catalog.define_customer(parse_customer(document["source"], _instant(document["at"])))
+    return catalog
+
+
+def _document(data: bytes, what: str) -> dict[str, Any]:
     try:
         document = json.loads(data, object_hook=_untag_decimal)
     except ValueError as error:
-        raise StateError(f"not a ledger head: {error}") from None
+        raise StateError(f"not a {what}: {error}") from None
     if not isinstance(document, dict) or document.get("v") != VERSION:
-        raise StateError("unsupported ledger head version")
-    catalog = Catalog()
-    for metric in document["metrics"]:
-        catalog = catalog.with_metric(parse_metric(metric))
-    for plan in document["plans"]:
-        catalog = catalog.with_plan(parse_plan(plan, catalog.metrics))
-    for customer, defined_at in document["customers"]:
-        catalog = catalog.with_customer(parse_customer(customer, _instant(defined_at)))
-    return _instant(document["clock"]), catalog
+        raise StateError(f"unsupported {what} version")
+    return document
 
 
 def _tag_decimal(value: object) -> object:

@@ -4,7 +4,7 @@ Crash safety without Kafka transactions (docs/crash-safety.md):
 - outputs carry deterministic ids, so sending one twice is harmless;
 - the shell sends a batch's outputs and waits for the broker's acknowledgement *before* it writes
   the states that batch produced (`Batch.writes`), in this order: subscription states, the roster,
-  the partition head — a crash leaves a prefix of them;
+  the catalogue definitions it changed, the partition head — a crash leaves a prefix of them;
 - each stored state carries the offset of the last message it has absorbed, so a redelivered
   message is recognised and skipped, per subscription and per partition.
 Framework-free: the Faust agent hands in messages and carries out the writes.
@@ -18,9 +18,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.billing.context import EngineSettings
-from pipeline.billing.engine import Ledger, Record
+from pipeline.billing.engine import Ledger, Record, Transition
 from pipeline.billing.rejections import Rejection
-from pipeline.billing.state import dump_head, dump_subscription, load_head, load_subscription
+from pipeline.billing.state import (
+    dump_clock,
+    dump_definition,
+    dump_subscription,
+    load_catalog,
+    load_clock,
+    load_subscription,
+)
 from pipeline.billing.webhooks import Output
 from pipeline.wire import SchemaIds
 from pipeline.worker.records import InputMessage, decode_message
@@ -34,6 +41,16 @@ def head_key(partition: int) -> str:
 
 def roster_key(partition: int) -> str:
     return f"roster/{partition}"
+
+
+def definition_prefix(partition: int) -> str:
+    return f"def/{partition}/"
+
+
+def definition_key(partition: int, kind: str, key: str) -> str:
+    """One catalogue definition as this partition knows it: written when it changes, so the
+    catalogue costs nothing per batch however many customers it holds."""
+    return f"{definition_prefix(partition)}{kind}\x1f{key}"
 
 
 def subscription_key(external_id: str) -> str:
@@ -98,7 +115,8 @@ class PartitionBook:
         if head is None:
             return cls(partition, Ledger(settings))
         head_offset, head_bytes = _unstamp(head)
-        clock, catalog = load_head(head_bytes)
+        clock = load_clock(head_bytes)
+        catalog = load_catalog(value for _, value in scan(definition_prefix(partition)))
         roster_bytes = read(roster_key(partition)) or b""
         roster = {name for name in roster_bytes.decode().split("\n") if name}
         offsets: dict[str, int] = {}
@@ -137,7 +155,7 @@ class PartitionBook:
         batch.outputs = list(transition.outputs)
         batch.rejections = [(r, by_ref.get(r.ref)) for r in transition.rejections]
         batch.counts = dict(transition.counts)
-        self._stage_writes(batch, sorted(transition.touched), messages[-1].offset)
+        self._stage_writes(batch, transition, messages[-1].offset)
         return batch
 
     def _stage_window(
@@ -161,9 +179,9 @@ class PartitionBook:
             batch.writes.append((seen_key(external_id, offset), json.dumps(ids).encode()))
             increments.append(SeenIncrement(offset, max(ids.values())))
 
-    def _stage_writes(self, batch: Batch, touched: list[str], last_offset: int) -> None:
+    def _stage_writes(self, batch: Batch, transition: Transition, last_offset: int) -> None:
         grew = False
-        for external_id in touched:
+        for external_id in sorted(transition.touched):
             sub = self.ledger.subscriptions[external_id]
             accepted, forgotten = sub.take_journal()
             self._stage_window(batch, external_id, sub.seen, accepted, forgotten, last_offset)
@@ -176,7 +194,11 @@ class PartitionBook:
         if grew:
             roster = "\n".join(sorted(self.roster)).encode()
             batch.writes.append((roster_key(self.partition), roster))
-        head = dump_head(self.ledger.clock, self.ledger.catalog)
+        catalog = self.ledger.catalog
+        for kind, key in sorted(transition.defined):
+            definition = dump_definition(catalog, kind, key)
+            batch.writes.append((definition_key(self.partition, kind, key), definition))
+        head = dump_clock(self.ledger.clock)
         batch.writes.append((head_key(self.partition), _stamp(last_offset, head)))
         self.head_offset = last_offset
 

@@ -150,7 +150,8 @@ def test_every_problem_is_listed_and_the_message_names_the_file(tmp_path: Path) 
 
 
 def test_plans_see_metrics_already_published() -> None:
-    known = Catalog().with_metric(parse_metric(METRIC))
+    known = Catalog()
+    known.define_metric(parse_metric(METRIC))
     text = json.dumps({"plans": [PLAN], "subscriptions": [SUBSCRIPTION]})
 
     catalog = validate_definitions(parse_catalog_text(text, is_json=True), known)
@@ -162,7 +163,8 @@ def test_plans_see_metrics_already_published() -> None:
 
 
 def test_a_published_metric_cannot_change_its_aggregation() -> None:
-    known = Catalog().with_metric(parse_metric(METRIC))
+    known = Catalog()
+    known.define_metric(parse_metric(METRIC))
     changed = {**METRIC, "aggregation_type": "max_agg"}
 
     assert problems(json.dumps({"billable_metrics": [changed]}), is_json=True, known=known) == [

@@ -106,3 +106,41 @@ def test_the_window_is_stored_a_record_per_transaction_id():
     ids = {tid for k, v in table.items() if k.startswith("seen\x1f") for tid in json.loads(v)}
     assert len(ids) - len(seen) > 0 and window <= len(ids) < 40  # expired increments deleted
     assert all(b'"seen":null' in v for k, v in table.items() if k.startswith("sub/"))
+
+
+def test_a_crash_among_catalogue_writes_neither_loses_nor_bills_twice():
+    """Definitions are stored one record each, only when they change: a batch that defines a
+    customer and changes a plan twice is cut at every one of its writes, then redelivered."""
+    lines = busy_timeline(subscriptions=3, events=60, seed=3)
+    at = json.loads(lines[40])["at"]
+    plan = json.loads(lines[1])["plan"]
+    dearer = {**plan, "charges": [{**plan["charges"][0], "properties": {"amount": "0.004"}}]}
+    cheaper = {**plan, "charges": [{**plan["charges"][0], "properties": {"amount": "0.002"}}]}
+    customer = {"external_id": "cus-0", "timezone": "Europe/Paris", "currency": "USD"}
+    changes = [
+        json.dumps({"at": at, "type": "customer", "customer": customer}),
+        json.dumps({"at": at, "type": "plan", "plan": dearer}),
+        json.dumps({"at": at, "type": "plan", "plan": cheaper}),
+    ]
+    stream = messages(lines[:40] + changes + lines[40:])
+    batches = [stream[0:30], stream[30:50], stream[50:]]  # the middle one holds the changes
+
+    table = Table()
+    book = PartitionBook.restore(0, table.get, table.scan, SETTINGS)
+    expected = [out for batch in batches for out in run(book, table, batch)]
+    assert any(k.startswith("def/0/customer") for k in table), "the customer has its record"
+
+    table = Table()
+    book = PartitionBook.restore(0, table.get, table.scan, SETTINGS)
+    run(book, table, batches[0])
+    writes = len(book.apply(batches[1], DEFAULT_SCHEMA_IDS, 1 << 20).writes)
+    assert writes > 3
+    for cut in range(writes + 1):
+        table = Table()
+        book = PartitionBook.restore(0, table.get, table.scan, SETTINGS)
+        produced = run(book, table, batches[0])
+        produced += run(book, table, batches[1], keep=cut)  # crash: a prefix of the writes
+        book = PartitionBook.restore(0, table.get, table.scan, SETTINGS)
+        produced += run(book, table, batches[1])  # redelivered
+        produced += run(book, table, batches[2])
+        assert dict(produced) == dict(expected), f"cut after {cut} of {writes} writes"
