@@ -1,7 +1,7 @@
 """The billing engine compiled with mypyc, and the choice between it and its sources.
 
 `pipeline/billing` is plain, strictly typed Python; `build` compiles it with mypyc into
-extension modules next to the sources (about 1.65× the throughput of the interpreted engine).
+extension modules next to the sources (about 1.7× the throughput of the interpreted engine).
 The build records a digest of the sources it compiled. At import, `select` makes sure a
 compiled engine is used only while it is current: after an edit or a checkout the sources are
 loaded instead, with a warning, so the engine that runs is always the code that is read.
