@@ -105,6 +105,36 @@ def webhooks_rotate_secret(settings: Settings, endpoint_id: int) -> None:
     click.echo(f"secret  {secret}")
 
 
+@webhooks.command("remove")
+@click.argument("endpoint_id", type=int)
+@pass_settings
+def webhooks_remove(settings: Settings, endpoint_id: int) -> None:
+    """Delete an endpoint and its deliveries: nothing more is sent to it."""
+    from sinks import webhook_admin
+
+    with _connect(settings) as conn:
+        url, deliveries = webhook_admin.remove_endpoint(conn, endpoint_id)
+    click.echo(f"removed endpoint {endpoint_id} ({url}) and {deliveries} deliveries")
+
+
+@webhooks.command("prune")
+@click.option("--older-than-days", type=click.FloatRange(min=0), default=30, show_default=True,
+              help="Delete deliveries delivered longer ago than this.")  # fmt: skip
+@pass_settings
+def webhooks_prune(settings: Settings, older_than_days: float) -> None:
+    """Delete old delivered deliveries from the outbox (pending and failed ones stay)."""
+    from datetime import timedelta
+
+    from sinks import webhook_admin
+    from sinks.runtime import wall_clock
+
+    before = wall_clock() - timedelta(days=older_than_days)
+    with _connect(settings) as conn:
+        count = webhook_admin.prune_delivered(conn, before=before)
+    noun = "delivery" if count == 1 else "deliveries"
+    click.echo(f"deleted {count} {noun} delivered before {before.isoformat(timespec='seconds')}")
+
+
 # Invoices
 
 

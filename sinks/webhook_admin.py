@@ -1,5 +1,6 @@
-"""`tollgate webhooks ...`: endpoints (add, list, rotate the secret) and the outbox (list
-deliveries, retry them). Plain queries on one connection; the CLI formats the results."""
+"""`tollgate webhooks ...`: endpoints (add, list, rotate the secret, remove) and the outbox
+(list deliveries, retry them, prune delivered ones). Plain queries on one connection; the CLI
+formats the results."""
 
 from __future__ import annotations
 
@@ -121,6 +122,32 @@ def rotate_secret(conn: Connection, endpoint_id: int, *, secret: str, now: datet
     if row is None:
         raise AdminError(f"no webhook endpoint with id {endpoint_id} (`tollgate webhooks list`)")
     return secret
+
+
+def remove_endpoint(conn: Connection, endpoint_id: int) -> tuple[str, int]:
+    """Delete an endpoint and its deliveries (pending ones are never sent); returns its URL and
+    how many deliveries went with it."""
+    with conn.transaction():
+        deliveries = conn.execute(
+            "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = %s", (endpoint_id,)
+        ).fetchone()
+        row = conn.execute(
+            "DELETE FROM webhook_endpoints WHERE id = %s RETURNING url", (endpoint_id,)
+        ).fetchone()
+    if row is None:
+        raise AdminError(f"no webhook endpoint with id {endpoint_id} (`tollgate webhooks list`)")
+    return row[0], deliveries[0] if deliveries else 0
+
+
+def prune_delivered(conn: Connection, *, before: datetime) -> int:
+    """Delete deliveries delivered before `before`; pending and failed ones stay. Returns how
+    many. A pruned delivery no longer guards its output: if the sink's group were rewound past
+    it, that output would be delivered again (receivers de-duplicate by `webhook-id`)."""
+    cursor = conn.execute(
+        "DELETE FROM webhook_deliveries WHERE status = 'delivered' AND delivered_at < %s",
+        (before,),
+    )
+    return max(cursor.rowcount, 0)
 
 
 def list_deliveries(conn: Connection, *, failed_only: bool, limit: int) -> list[Delivery]:

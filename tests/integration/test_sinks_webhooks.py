@@ -138,3 +138,15 @@ def test_failed_deliveries_retry_on_demand_and_endpoints_filter_types(
     one = stack.scalar("SELECT min(id) FROM webhook_deliveries WHERE endpoint_id = %s", (down,))
     refused = stack.start("webhooks", "retry", str(one), name="retry")
     assert refused.wait(30) == 1 and "delivered already" in stack.log_text("retry")
+
+    # Housekeeping: delivered rows can be pruned (the others stay); an endpoint can be removed.
+    kept = stack.tollgate("webhooks", "prune")  # default: older than 30 days, none here
+    assert kept.startswith("deleted 0 deliveries")
+    pruned = stack.tollgate("webhooks", "prune", "--older-than-days", "0")
+    assert pruned.startswith(f"deleted {len(expected) + len(invoices)} deliveries")
+    assert _status_counts(stack, down) == {} and _status_counts(stack, picky) == {}
+    removed = stack.tollgate("webhooks", "remove", str(picky))
+    assert removed == f"removed endpoint {picky} ({receiver.url('/picky')}) and 0 deliveries\n"
+    assert receiver.url("/picky") not in stack.tollgate("webhooks", "list")
+    missing = stack.start("webhooks", "remove", str(picky), name="remove")
+    assert missing.wait(30) == 1 and "no webhook endpoint with id" in stack.log_text("remove")
