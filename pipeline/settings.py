@@ -170,6 +170,13 @@ def _engine(raw: str) -> str:
     return value
 
 
+def _session_timeout(raw: str) -> float:
+    value = _seconds(raw)
+    if not 6 <= value <= 1800:  # the broker's group.min/max.session.timeout.ms defaults
+        raise ValueError("expected seconds from 6 to 1800")
+    return value
+
+
 def _non_negative_seconds(raw: str) -> float:
     try:
         value = float(raw.strip())
@@ -374,6 +381,16 @@ class Settings:
             "WORKER_BATCH_WAIT",
             "Seconds the worker waits for a micro-batch to fill before applying what it has.",
             _seconds,
+        ),
+    )
+    worker_session_timeout: float = field(
+        default=60.0,
+        metadata=_var(
+            "WORKER_SESSION_TIMEOUT",
+            "Seconds without a heartbeat after which the broker drops a worker from its group "
+            "and hands its partitions to the others (also the rebalance timeout). Lower means a "
+            "faster takeover after a crash; too low, and a busy worker is dropped needlessly.",
+            _session_timeout,
         ),
     )
     tick_interval: float = field(

@@ -56,6 +56,11 @@ def build_app(
         producer_acks=-1,
         producer_max_request_size=4 * 1024 * 1024,
         broker_commit_interval=1.0,
+        # A killed worker keeps its partitions until its session times out.
+        broker_session_timeout=settings.worker_session_timeout,
+        broker_rebalance_timeout=settings.worker_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout / 10),
+        broker_request_timeout=max(90.0, settings.worker_session_timeout + 30),  # ≥ session
         web_enabled=False,
         autodiscover=False,
     )

@@ -45,6 +45,8 @@ class Deployment:
             "TOLLGATE_WORKER_APP_ID": f"{name}-worker",
             "TOLLGATE_WORKER_STORE": store,
             "TOLLGATE_RUN_DIR": str(run_dir),
+            # Killed and added workers: the group settles in seconds, not minutes.
+            "TOLLGATE_WORKER_SESSION_TIMEOUT": "10",
         }
         deployment = cls(Settings.from_env(env), run_dir)
         ensure_topics_for(deployment.settings)
