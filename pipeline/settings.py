@@ -393,6 +393,16 @@ class Settings:
             _session_timeout,
         ),
     )
+    worker_stall_timeout: float = field(
+        default=300.0,
+        metadata=_var(
+            "WORKER_STALL_TIMEOUT",
+            "Seconds a partition the worker holds may have messages waiting without moving "
+            "before the worker exits with code 75 for its supervisor to restart it (a Faust "
+            "consumer can stop fetching a partition after rebalances, silently).",
+            _seconds,
+        ),
+    )
     tick_interval: float = field(
         default=1.0,
         metadata=_var(

@@ -7,6 +7,11 @@ own code, so a malformed message reaches our error path instead of crashing the 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import sys
+import time
 import weakref
 from collections import defaultdict
 from collections.abc import Iterator
@@ -24,6 +29,9 @@ from pipeline.wire import encode_tick, schema_ids_from_env
 from pipeline.worker import metrics
 from pipeline.worker.records import InputMessage
 from pipeline.worker.runner import Destinations, Runner, TableAccess
+from pipeline.worker.stall import EXIT_STALLED, StallWatch
+
+log = logging.getLogger(__name__)
 
 CLOCKS = ("wall", "records")
 
@@ -103,6 +111,8 @@ def build_app(
     async def send(topic: str, key: bytes | None, value: bytes, timestamp: float) -> Any:
         return await app.topic(topic, **raw).send(key=key, value=value, timestamp=timestamp)
 
+    watch = StallWatch(settings.worker_stall_timeout)
+
     @app.agent(usage, concurrency=1)
     async def ledger(stream: Any) -> None:  # a faust Stream: `take_events` is not on StreamT
         within = settings.worker_batch_wait
@@ -111,6 +121,34 @@ def build_app(
                 with _writing_for(group[-1]):
                     await runner.process(partition, [_message(e) for e in group], access, send)
                 _record_lag(app, group[-1])
+                watch.applied(partition, group[-1].message.offset, time.monotonic())
+
+    offsets = _BrokerOffsets(settings, topics.usage_events)
+
+    @app.timer(interval=min(settings.worker_stall_timeout / 4, 15.0))  # type: ignore[misc]
+    async def check_stalls() -> None:
+        """A partition held but no longer consumed ends the process (see stall.py)."""
+        wanted = topics.usage_events
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == wanted}
+        if not assigned:
+            return
+        try:
+            ends, committed = await asyncio.to_thread(offsets.read, assigned)
+        except Exception as error:  # the broker is away: no verdict this time
+            log.warning("stall check skipped: %s", error)
+            return
+        stalled = watch.stalled(assigned, ends, committed, time.monotonic())
+        if stalled:
+            waiting = ", ".join(f"partition {p}: {n} messages" for p, n in stalled.items())
+            log.error(
+                "no progress for %.0f s with messages waiting (%s): exiting with code %d for "
+                "a restart",
+                settings.worker_stall_timeout,
+                waiting,
+                EXIT_STALLED,
+            )
+            sys.stderr.flush()
+            os._exit(EXIT_STALLED)  # as safe as a crash: state never runs ahead of outputs
 
     @app.agent(subscriptions, concurrency=1)
     async def forward_subscriptions(stream: faust.StreamT[bytes]) -> None:
@@ -133,6 +171,31 @@ def build_app(
 
     app.tollgate_runner = runner  # type: ignore[attr-defined]
     return app
+
+
+class _BrokerOffsets:
+    """End and committed offsets of the usage-events partitions, asked of the broker directly:
+    a partition Faust no longer fetches has no fresh high watermark in Faust."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings, self.topic = settings, topic
+        self._consumer: Any = None
+
+    def read(self, partitions: set[int]) -> tuple[dict[int, int], dict[int, int]]:
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._consumer is None:  # never subscribes: it only asks, it does not join the group
+            self._consumer = Consumer(
+                {
+                    "bootstrap.servers": self.settings.kafka_bootstrap,
+                    "group.id": self.settings.worker_app_id,
+                    "enable.auto.commit": False,
+                }
+            )
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        ends = {tp.partition: self._consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+        committed = {tp.partition: tp.offset for tp in self._consumer.committed(tps, timeout=10)}
+        return ends, committed
 
 
 def _record_lag(app: faust.App, event: Any) -> None:

@@ -53,6 +53,7 @@ def wait_caught_up(deployment: Deployment, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
+            deployment.restart_stalled()
             if deployment.processes and all(p.poll() is not None for p in deployment.processes):
                 raise AssertionError(f"every worker exited:\n{deployment.logs()}")
             committed = consumer.committed(partitions, timeout=10)

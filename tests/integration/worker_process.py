@@ -19,6 +19,7 @@ from pipeline.settings import Settings
 from pipeline.topic_admin import ensure_topics_for
 from pipeline.topics import Topics
 from pipeline.wire import OutputRecord
+from pipeline.worker.stall import EXIT_STALLED
 
 
 def free_port() -> int:
@@ -35,6 +36,7 @@ class Deployment:
     run_dir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log_files: list[BinaryIO] = field(default_factory=list)
+    restarted: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @classmethod
     def create(cls, base: Settings, run_dir: Path, *, store: str = "rocksdb://") -> Deployment:
@@ -47,6 +49,7 @@ class Deployment:
             "TOLLGATE_RUN_DIR": str(run_dir),
             # Killed and added workers: the group settles in seconds, not minutes.
             "TOLLGATE_WORKER_SESSION_TIMEOUT": "10",
+            "TOLLGATE_WORKER_STALL_TIMEOUT": "20",
         }
         deployment = cls(Settings.from_env(env), run_dir)
         ensure_topics_for(deployment.settings)
@@ -75,6 +78,17 @@ class Deployment:
         )
         self.processes.append(process)
         return process
+
+    def restart_stalled(self) -> int:
+        """What a supervisor does (docker-compose: `restart: unless-stopped`): a worker that
+        exited because a partition stalled is started again. Returns how many were."""
+        stalled = [
+            p for p in self.processes if p.poll() == EXIT_STALLED and p not in self.restarted
+        ]
+        for process in stalled:
+            self.restarted.append(process)
+            self.start_worker()
+        return len(stalled)
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         process.send_signal(signal.SIGKILL)
