@@ -29,7 +29,7 @@ from pipeline.wire import encode_tick, schema_ids_from_env
 from pipeline.worker import metrics
 from pipeline.worker.records import InputMessage
 from pipeline.worker.runner import Destinations, Runner, TableAccess
-from pipeline.worker.stall import EXIT_STALLED, StallWatch
+from pipeline.worker.stall import EXIT_STALLED, BrokerOffsets, StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def build_app(
                 _record_lag(app, group[-1])
                 watch.applied(partition, group[-1].message.offset, time.monotonic())
 
-    offsets = _BrokerOffsets(settings, topics.usage_events)
+    offsets = BrokerOffsets(settings.kafka_bootstrap, settings.worker_app_id, topics.usage_events)
 
     @app.timer(interval=min(settings.worker_stall_timeout / 4, 15.0))  # type: ignore[misc]
     async def check_stalls() -> None:
@@ -171,31 +171,6 @@ def build_app(
 
     app.tollgate_runner = runner  # type: ignore[attr-defined]
     return app
-
-
-class _BrokerOffsets:
-    """End and committed offsets of the usage-events partitions, asked of the broker directly:
-    a partition Faust no longer fetches has no fresh high watermark in Faust."""
-
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.settings, self.topic = settings, topic
-        self._consumer: Any = None
-
-    def read(self, partitions: set[int]) -> tuple[dict[int, int], dict[int, int]]:
-        from confluent_kafka import Consumer, TopicPartition
-
-        if self._consumer is None:  # never subscribes: it only asks, it does not join the group
-            self._consumer = Consumer(
-                {
-                    "bootstrap.servers": self.settings.kafka_bootstrap,
-                    "group.id": self.settings.worker_app_id,
-                    "enable.auto.commit": False,
-                }
-            )
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        ends = {tp.partition: self._consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
-        committed = {tp.partition: tp.offset for tp in self._consumer.committed(tps, timeout=10)}
-        return ends, committed
 
 
 def _record_lag(app: faust.App, event: Any) -> None:

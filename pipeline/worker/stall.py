@@ -4,13 +4,15 @@ After repeated rebalances faust-streaming can leave an assigned partition unfetc
 error and no end (its buffer-full and recovery pauses are the suspects). Billing must not stop
 silently, so the worker compares, per partition it holds, the broker's end offset with the
 last offset it applied; a partition with messages waiting that has not moved for `after`
-seconds is stalled. The worker then exits (code `EXIT_STALLED`), which is as safe as a crash
-(docs/crash-safety.md), and its supervisor starts it again.
+seconds is stalled (`StallWatch`, given the broker's offsets by `BrokerOffsets`). The worker
+then exits (code `EXIT_STALLED`), which is as safe as a crash (docs/crash-safety.md), and its
+supervisor starts it again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 EXIT_STALLED = 75  # EX_TEMPFAIL: try again
 
@@ -53,3 +55,24 @@ class StallWatch:
             elif now - progress.since >= self.after:
                 found[partition] = waiting
         return found
+
+
+class BrokerOffsets:
+    """End and committed offsets of the usage-events partitions, asked of the broker directly:
+    a partition Faust no longer fetches has no fresh high watermark in Faust."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self.bootstrap, self.group, self.topic = bootstrap, group, topic
+        self._consumer: Any = None
+
+    def read(self, partitions: set[int]) -> tuple[dict[int, int], dict[int, int]]:
+        """(end offsets, committed offsets) by partition; blocking, run it in a thread."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._consumer is None:  # never subscribes: it only asks, it does not join the group
+            config = {"bootstrap.servers": self.bootstrap, "group.id": self.group}
+            self._consumer = Consumer({**config, "enable.auto.commit": False})
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        ends = {tp.partition: self._consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+        committed = {tp.partition: tp.offset for tp in self._consumer.committed(tps, timeout=10)}
+        return ends, committed
