@@ -7,11 +7,9 @@ own code, so a malformed message reaches our error path instead of crashing the 
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import sys
 import time
+import uuid
 import weakref
 from collections import defaultdict
 from collections.abc import Iterator
@@ -29,9 +27,7 @@ from pipeline.wire import encode_tick, schema_ids_from_env
 from pipeline.worker import metrics
 from pipeline.worker.records import InputMessage
 from pipeline.worker.runner import Destinations, Runner, TableAccess
-from pipeline.worker.stall import EXIT_STALLED, BrokerOffsets, StallWatch
-
-log = logging.getLogger(__name__)
+from pipeline.worker.stall import StallWatch
 
 CLOCKS = ("wall", "records")
 
@@ -71,6 +67,8 @@ def build_app(
         broker_request_timeout=max(90.0, settings.worker_session_timeout + 30),  # ≥ session
         web_enabled=False,
         autodiscover=False,
+        # Unique per process, so that the stall guard finds this worker among the group's members.
+        broker_client_id=f"tollgate-worker-{os.getpid()}-{uuid.uuid4().hex[:8]}",
     )
     # Topics carry bytes both ways; a key schema on the topic makes Faust drop key-less messages
     # (ticks, definitions) without a word, so only the value is declared.
@@ -123,33 +121,6 @@ def build_app(
                 _record_lag(app, group[-1])
                 watch.applied(partition, group[-1].message.offset, time.monotonic())
 
-    offsets = BrokerOffsets(settings.kafka_bootstrap, settings.worker_app_id, topics.usage_events)
-
-    @app.timer(interval=min(settings.worker_stall_timeout / 4, 15.0))  # type: ignore[misc]
-    async def check_stalls() -> None:
-        """A partition held but no longer consumed ends the process (see stall.py)."""
-        wanted = topics.usage_events
-        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == wanted}
-        if not assigned:
-            return
-        try:
-            ends, committed = await asyncio.to_thread(offsets.read, assigned)
-        except Exception as error:  # the broker is away: no verdict this time
-            log.warning("stall check skipped: %s", error)
-            return
-        stalled = watch.stalled(assigned, ends, committed, time.monotonic())
-        if stalled:
-            waiting = ", ".join(f"partition {p}: {n} messages" for p, n in stalled.items())
-            log.error(
-                "no progress for %.0f s with messages waiting (%s): exiting with code %d for "
-                "a restart",
-                settings.worker_stall_timeout,
-                waiting,
-                EXIT_STALLED,
-            )
-            sys.stderr.flush()
-            os._exit(EXIT_STALLED)  # as safe as a crash: state never runs ahead of outputs
-
     @app.agent(subscriptions, concurrency=1)
     async def forward_subscriptions(stream: faust.StreamT[bytes]) -> None:
         """Subscription records sent to their own topic join the one ordered input."""
@@ -170,6 +141,7 @@ def build_app(
                 await usage.send(value=encode_tick("worker"), partition=partition)
 
     app.tollgate_runner = runner  # type: ignore[attr-defined]
+    app.tollgate_watch = watch  # type: ignore[attr-defined]
     return app
 
 

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from prometheus_client import start_http_server
 
 from pipeline.settings import Settings
+from pipeline.topics import Topics
 from pipeline.worker.app import build_app
+from pipeline.worker.stall import BrokerView, start_guard
 
 
 def run(settings: Settings, *, clock: str, loglevel: str, echo: Callable[[str], None]) -> None:
@@ -33,6 +35,15 @@ def run(settings: Settings, *, clock: str, loglevel: str, echo: Callable[[str], 
     echo(
         f"worker {settings.worker_app_id}: {settings.kafka_bootstrap}, clock={clock}, "
         f"store={settings.worker_store}, engine={in_use()}"
+    )
+    start_guard(
+        app.tollgate_watch,  # type: ignore[attr-defined]
+        BrokerView(
+            settings.kafka_bootstrap,
+            settings.worker_app_id,
+            app.conf.broker_client_id,
+            Topics.with_prefix(settings.topic_prefix).usage_events,
+        ),
     )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.spinner = None  # its start-up spinner leaves the root logger at DEBUG (~9 % CPU)

@@ -33,3 +33,30 @@ def test_a_partition_taken_away_and_given_back_starts_a_new_measure() -> None:
     assert watch.stalled(set(), {}, {}, now=5) == {}
     assert watch.stalled({1}, {1: 20}, {1: 11}, now=40) == {}  # reassigned at 40
     assert watch.stalled({1}, {1: 20}, {1: 11}, now=71) == {1: 9}
+
+
+def test_the_guard_thread_ends_the_process_on_a_stall_and_shrugs_off_a_missing_broker() -> None:
+    import threading
+
+    from pipeline.worker.stall import EXIT_STALLED, start_guard
+
+    class View:
+        calls = 0
+
+        def read(self) -> tuple[set[int], dict[int, int], dict[int, int]]:
+            self.calls += 1
+            if self.calls == 1:
+                raise ConnectionError("broker away")
+            return {0}, {0: 10}, {0: 0}
+
+    exited = threading.Event()
+    codes: list[int] = []
+
+    def exit(code: int) -> None:
+        codes.append(code)
+        exited.set()
+
+    watch = StallWatch(after=0.2)
+    start_guard(watch, View(), exit)  # type: ignore[arg-type]
+    assert exited.wait(timeout=10)
+    assert codes == [EXIT_STALLED]
