@@ -751,22 +751,11 @@ def faust_empty_main() -> None:
     """The worker's Faust settings, topic and `take_events` batching; the body does nothing."""
     import faust
 
+    from pipeline.worker.app import faust_settings
+
     settings = Settings.from_env()
     (settings.run_dir / "state").mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        settings.worker_app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
-        datadir=str(settings.run_dir / "state" / settings.worker_app_id),
-        processing_guarantee="at_least_once",
-        topic_partitions=settings.partitions,
-        topic_replication_factor=1,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        broker_commit_interval=1.0,
-        web_enabled=False,
-        autodiscover=False,
-    )
+    app = faust.App(settings.worker_app_id, **faust_settings(settings, store="memory://"))
     usage = app.topic(
         Topics.with_prefix(settings.topic_prefix).usage_events,
         partitions=settings.partitions,

@@ -40,6 +40,31 @@ def engine_settings(settings: Settings) -> EngineSettings:
     )
 
 
+def faust_settings(settings: Settings, store: str | None = None) -> dict[str, Any]:
+    """The worker's Faust app settings (also those of the benchmark's empty-bodied app)."""
+    return {
+        "broker": f"kafka://{settings.kafka_bootstrap}",
+        "store": store or settings.worker_store,
+        "datadir": str(settings.run_dir / "state" / settings.worker_app_id),
+        "processing_guarantee": "at_least_once",
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": 1,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "producer_max_request_size": 4 * 1024 * 1024,
+        "broker_commit_interval": 1.0,
+        # A killed worker keeps its partitions until its session times out.
+        "broker_session_timeout": settings.worker_session_timeout,
+        "broker_rebalance_timeout": settings.worker_session_timeout,
+        "broker_heartbeat_interval": min(3.0, settings.worker_session_timeout / 10),
+        "broker_request_timeout": max(90.0, settings.worker_session_timeout + 30),  # ≥ session
+        "web_enabled": False,
+        "autodiscover": False,
+        # Unique per process, so that the stall guard finds this worker among the group's members.
+        "broker_client_id": f"tollgate-worker-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+    }
+
+
 def build_app(
     settings: Settings, *, clock: str = "wall", environ: dict[str, str] | None = None
 ) -> faust.App:
@@ -48,28 +73,7 @@ def build_app(
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {CLOCKS}")
     topics = Topics.with_prefix(settings.topic_prefix)
-    app = faust.App(
-        settings.worker_app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        store=settings.worker_store,
-        datadir=str(settings.run_dir / "state" / settings.worker_app_id),
-        processing_guarantee="at_least_once",
-        topic_partitions=settings.partitions,
-        topic_replication_factor=1,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        producer_max_request_size=4 * 1024 * 1024,
-        broker_commit_interval=1.0,
-        # A killed worker keeps its partitions until its session times out.
-        broker_session_timeout=settings.worker_session_timeout,
-        broker_rebalance_timeout=settings.worker_session_timeout,
-        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout / 10),
-        broker_request_timeout=max(90.0, settings.worker_session_timeout + 30),  # ≥ session
-        web_enabled=False,
-        autodiscover=False,
-        # Unique per process, so that the stall guard finds this worker among the group's members.
-        broker_client_id=f"tollgate-worker-{os.getpid()}-{uuid.uuid4().hex[:8]}",
-    )
+    app = faust.App(settings.worker_app_id, **faust_settings(settings))
     # Topics carry bytes both ways; a key schema on the topic makes Faust drop key-less messages
     # (ticks, definitions) without a word, so only the value is declared.
     raw: dict[str, Any] = {"value_type": bytes, "value_serializer": "raw"}
