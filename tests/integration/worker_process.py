@@ -95,17 +95,28 @@ class Deployment:
     def restart_stalled(self) -> int:
         """What a supervisor does (docker-compose: `restart: unless-stopped`): a worker that
         exited because a partition stalled is started again. Returns how many were."""
-        stalled = [
-            p for p in self.processes if p.poll() == EXIT_STALLED and p not in self.restarted
-        ]
-        for process in stalled:
-            self.restarted.append(process)
-            self.start_worker()
-        return len(stalled)
+        return self.supervise(only_code=EXIT_STALLED)
+
+    def supervise(self, only_code: int | None = None) -> int:
+        """Start again every worker and intake that exited (with `only_code`, only those that
+        exited with it). Returns how many were."""
+        count = 0
+        for into, start in ((self.processes, self.start_worker), (self.intakes, self.start_intake)):
+            for process in list(into):
+                code = process.poll()
+                if code is None or process in self.restarted:
+                    continue
+                if only_code is not None and code != only_code:
+                    continue
+                self.restarted.append(process)
+                start()
+                count += 1
+        return count
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
+        self.restarted.append(process)  # whoever kills it starts the next one
 
     def stop_all(self) -> None:
         everything = self.intakes + self.processes
