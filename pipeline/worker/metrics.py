@@ -63,3 +63,8 @@ FLUSH_RECORDS = Histogram(
     "Changelog records per flush.",
     buckets=(0, 1, 10, 50, 100, 500, 1000, 5000, 20000, 50000),
 )
+APPLIED_OFFSET = Gauge(
+    "tollgate_worker_applied_offset",
+    "Last usage-events offset applied, per source partition (outputs acknowledged).",
+    ["partition"],
+)

@@ -92,6 +92,7 @@ class Runner:
         outgoing += [self._dead_letter(r, m) for r, m in applied.rejections]
         await self.producer.send_all(outgoing)
         _count(applied, messages)
+        metrics.APPLIED_OFFSET.labels(str(source)).set(book.head_offset)
         return applied
 
     async def flush(self, table: TableAccess) -> int:
