@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
-from pipeline import compiled_engine
 from pipeline.billing.engine import Ledger, Record
+from pipeline.tooling import compiled_engine
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import click
 
-from pipeline.errors import TollgateError
-from pipeline.settings import Settings
+from pipeline.kernel.errors import TollgateError
+from pipeline.kernel.settings import Settings
 from sinks.cli import COMMANDS as SINK_COMMANDS
 
 
@@ -58,7 +58,7 @@ def dev() -> None:
 @pass_settings
 def dev_up(settings: Settings) -> None:
     """Start Kafka and PostgreSQL (or reuse running ones) and wait until they answer."""
-    from pipeline import devstack
+    from pipeline.local import devstack
 
     devstack.up(settings, echo=click.echo)
 
@@ -67,7 +67,7 @@ def dev_up(settings: Settings) -> None:
 @pass_settings
 def dev_down(settings: Settings) -> None:
     """Stop what `dev up` started from this run folder (data is kept)."""
-    from pipeline import devstack
+    from pipeline.local import devstack
 
     devstack.down(settings, echo=click.echo)
 
@@ -76,7 +76,7 @@ def dev_down(settings: Settings) -> None:
 @pass_settings
 def dev_status(settings: Settings) -> None:
     """Print each service: up or down, address, pid, log."""
-    from pipeline import devstack
+    from pipeline.local import devstack
 
     for service in devstack.status(settings):
         click.echo(service.line())
@@ -87,7 +87,7 @@ def dev_status(settings: Settings) -> None:
 @pass_settings
 def dev_reset(settings: Settings) -> None:
     """Delete topics and consumer groups, worker state and table rows, for a clean run."""
-    from pipeline import devstack
+    from pipeline.local import devstack
 
     devstack.reset(settings, echo=click.echo)
 
@@ -157,8 +157,8 @@ def catalog_apply(settings: Settings, file: str, at: str | None, check: bool) ->
     """Validate a catalogue file (YAML or JSON, Lago shapes) whole, then publish it."""
     import os
 
-    from pipeline import catalog_apply as job
-    from pipeline.producer import schema_ids
+    from pipeline.clients import catalog_apply as job
+    from pipeline.clients.producer import schema_ids
 
     ids = schema_ids(os.environ)
     job.run(settings, file, at=at, ids=ids, check_only=check, echo=click.echo)
@@ -188,8 +188,8 @@ def feed(settings: Settings, file: str, rate: str | None, ticks: bool, encoding:
     import os
     import sys
 
-    from pipeline import feed as job
-    from pipeline.producer import schema_ids
+    from pipeline.clients import feed as job
+    from pipeline.clients.producer import schema_ids
 
     ids = schema_ids(os.environ)
     avro = encoding == "avro"
@@ -219,8 +219,8 @@ def outputs(
     import os
     import sys
 
-    from pipeline import outputs as job
-    from pipeline.producer import schema_ids
+    from pipeline.clients import outputs as job
+    from pipeline.clients.producer import schema_ids
 
     job.run(
         settings,
@@ -281,7 +281,7 @@ def bench_pipeline(
     )
 
 
-# The billing engine: compiled or from source (pipeline/compiled_engine.py)
+# The billing engine: compiled or from source (pipeline/tooling/compiled_engine.py)
 
 
 @main.group()
@@ -293,7 +293,7 @@ def engine() -> None:
 @click.option("--force", is_flag=True, help="Compile even if the build matches the sources.")
 def engine_build(force: bool) -> None:
     """Compile pipeline/billing in place (needs the dev extra and gcc)."""
-    from pipeline import compiled_engine
+    from pipeline.tooling import compiled_engine
 
     compiled_engine.build(click.echo, force=force)
 
@@ -301,7 +301,7 @@ def engine_build(force: bool) -> None:
 @engine.command("clean")
 def engine_clean() -> None:
     """Remove the compiled modules: the engine runs from its sources."""
-    from pipeline import compiled_engine
+    from pipeline.tooling import compiled_engine
 
     click.echo(f"removed {compiled_engine.clean()} compiled modules")
 
@@ -310,7 +310,7 @@ def engine_clean() -> None:
 def engine_status() -> None:
     """Which engine loads here, and whether the compiled one matches the sources."""
     import pipeline
-    from pipeline import compiled_engine
+    from pipeline.tooling import compiled_engine
 
     click.echo(f"build: {compiled_engine.build_state()}")
     click.echo(f"{compiled_engine.VARIABLE}: {Settings.from_env().engine}")
@@ -342,7 +342,7 @@ for _command in SINK_COMMANDS:
 @pass_settings
 def demo(settings: Settings, seconds: float, subscriptions: int, rate: float) -> None:
     """The whole pipeline live on the local stack (what `make up` runs)."""
-    from pipeline import demo as job
+    from pipeline.local import demo as job
 
     job.run(settings, seconds=seconds, subscriptions=subscriptions, rate=rate, echo=click.echo)
 

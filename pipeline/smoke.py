@@ -18,11 +18,11 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.cimpl import NewTopic
 
-from pipeline import devstack
-from pipeline.devstack.kafka import admin_client, broker_answers
-from pipeline.devstack.postgres import redact
-from pipeline.errors import TollgateError
-from pipeline.settings import Settings
+from pipeline.kernel.errors import TollgateError
+from pipeline.kernel.settings import Settings
+from pipeline.local import devstack
+from pipeline.local.devstack.kafka import admin_client, broker_answers
+from pipeline.local.devstack.postgres import redact
 
 Echo = Callable[[str], None]
 

@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
-from pipeline.settings import Settings
+from pipeline.kernel.settings import Settings
 
 _START_HINT = "start the local stack with `make up` (or `tollgate dev up`)"
 _INTEGRATION_DIR = Path(__file__).parent / "integration"

@@ -21,8 +21,8 @@ import faust
 from faust.streams import _current_event  # where Faust looks for the event a table write is for
 
 from pipeline.billing.context import EngineSettings
-from pipeline.settings import Settings
-from pipeline.topics import Topics
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.wire import encode_tick, schema_ids_from_env
 from pipeline.worker import metrics
 from pipeline.worker.records import InputMessage

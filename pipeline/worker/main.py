@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from prometheus_client import start_http_server
 
-from pipeline.settings import Settings
-from pipeline.topics import Topics
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.worker.app import build_app
 from pipeline.worker.stall import BrokerView, start_guard
 
@@ -16,8 +16,8 @@ from pipeline.worker.stall import BrokerView, start_guard
 def run(settings: Settings, *, clock: str, loglevel: str, echo: Callable[[str], None]) -> None:
     import faust
 
-    from pipeline.compiled_engine import in_use
-    from pipeline.topic_admin import ensure_topics_for
+    from pipeline.clients.topic_admin import ensure_topics_for
+    from pipeline.tooling.compiled_engine import in_use
 
     (settings.run_dir / "state").mkdir(parents=True, exist_ok=True)
     created = ensure_topics_for(settings)

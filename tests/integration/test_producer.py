@@ -26,11 +26,11 @@ from pipeline.billing.engine import Ledger, Record
 from pipeline.billing.timestamps import EPOCH
 from pipeline.billing.webhooks import Output
 from pipeline.cli import main
-from pipeline.outputs import read_outputs
-from pipeline.producer import ProduceError, UsageProducer, ensure_topics, timestamp_ms
+from pipeline.clients.outputs import read_outputs
+from pipeline.clients.producer import ProduceError, UsageProducer, ensure_topics, timestamp_ms
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.replay import Problem, parse_record, replay
-from pipeline.settings import Settings
-from pipeline.topics import Topics
 from pipeline.wire import (
     CatalogRecord,
     OutputRecord,

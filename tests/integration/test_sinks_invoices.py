@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from pipeline.devstack.postgres import Postgres, find_bindir
-from pipeline.settings import Settings
+from pipeline.kernel.settings import Settings
+from pipeline.local.devstack.postgres import Postgres, find_bindir
 from pipeline.wire import OutputRecord, decode_dead_letter, loads
 from tests.integration.sinks_support import (
     Slice,

@@ -122,7 +122,7 @@ def test_smoke_flow_prints_the_stored_row(
     kafka_bootstrap: str, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pipeline import smoke
-    from pipeline.settings import Settings
+    from pipeline.kernel.settings import Settings
 
     row = smoke.run(Settings.from_env())
     out = capsys.readouterr().out

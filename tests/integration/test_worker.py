@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from pipeline.feed import Feeder, feed
+from pipeline.clients.feed import Feeder, feed
+from pipeline.kernel.settings import Settings
 from pipeline.replay import Problem, replay
-from pipeline.settings import Settings
 from pipeline.wire import (
     OutputRecord,
     decode_dead_letter,

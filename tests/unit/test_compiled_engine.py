@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import compiled_engine
+from pipeline.tooling import compiled_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILT = compiled_engine.build_state() == "current"
@@ -28,7 +28,7 @@ import hashlib, json
 from itertools import islice
 from pathlib import Path
 from benchmarks import bench_core
-from pipeline import compiled_engine
+from pipeline.tooling import compiled_engine
 from pipeline.billing.engine import Ledger
 from pipeline.billing.state import dump_subscription
 from pipeline.replay import replay

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.settings import Settings
+from pipeline.kernel.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.feed import Feeder, feed, parse_rate
-from pipeline.producer import event_key, json_bytes, timestamp_ms
-from pipeline.topic_admin import topic_specs
-from pipeline.topics import Topics
+from pipeline.clients.feed import Feeder, feed, parse_rate
+from pipeline.clients.producer import event_key, json_bytes, timestamp_ms
+from pipeline.clients.topic_admin import topic_specs
+from pipeline.kernel.topics import Topics
 from pipeline.wire import DEFAULT_SCHEMA_IDS, WireError, encode_usage_event
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)

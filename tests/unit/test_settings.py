@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import Settings, SettingsError
+from pipeline.kernel.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
