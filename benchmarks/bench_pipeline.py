@@ -24,11 +24,12 @@ that of the middle of what it committed (`worker_drained: false`); a latency qua
 among events still unprocessed CATCH_UP_BUDGET seconds after the last send is null (saturated).
 
 Prints progress on stderr, a table, then as its last line one JSON object. Run with
-`tollgate bench pipeline` or `make bench-pipeline`.
+`make bench-pipeline` or `python -m benchmarks pipeline --events 30000 --rate 500`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -43,7 +44,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -616,7 +617,7 @@ def run(
 
         empty_group = f"{bench.tag}-faust-empty"
         empty = bench.start(
-            ["-m", "benchmarks.bench_pipeline", "faust-empty"],
+            ["-m", "benchmarks", "pipeline", "faust-empty"],
             "faust-empty",
             TOLLGATE_WORKER_APP_ID=empty_group,
         )
@@ -772,9 +773,34 @@ def faust_empty_main() -> None:
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 
-ENTRY_POINTS: dict[str, Callable[[], None]] = {"faust-empty": faust_empty_main}
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1] not in ENTRY_POINTS:
-        sys.exit(f"usage: python -m benchmarks.bench_pipeline {{{','.join(ENTRY_POINTS)}}}")
-    ENTRY_POINTS[sys.argv[1]]()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--subscriptions", type=int, default=1_000)
+    parser.add_argument(
+        "--rate", type=float, default=5_000, help="events/s sent during the latency phase"
+    )
+    parser.add_argument(
+        "--partitions", type=int, help="partitions of the topics [default: TOLLGATE_PARTITIONS]"
+    )
+    # The child process of step 4, started by the run itself.
+    parser.add_argument("role", nargs="?", choices=["faust-empty"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role == "faust-empty":
+        faust_empty_main()
+        return 0
+    if min(args.events, args.subscriptions, args.partitions or 1) < 1 or args.rate <= 0:
+        parser.error("--events, --subscriptions, --partitions and --rate must be positive")
+    try:
+        run(
+            Settings.from_env(),
+            events=args.events,
+            subscriptions=args.subscriptions,
+            rate=args.rate,
+            partitions=args.partitions,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+    except TollgateError as exc:
+        sys.exit(f"error: {exc}")
+    return 0

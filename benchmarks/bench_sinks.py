@@ -9,7 +9,7 @@
 
 Everything it creates (topics, schema) is removed at the end. Prints figures, then one JSON
 object as its last line. Run with `make bench-sinks` (or
-`python -m benchmarks.bench_sinks --invoices 20000 --webhooks 5000`).
+`python -m benchmarks sinks --invoices 20000 --webhooks 5000`).
 """
 
 from __future__ import annotations
@@ -226,7 +226,3 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
     print(json.dumps(figures))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

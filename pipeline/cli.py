@@ -43,7 +43,10 @@ def main(ctx: click.Context) -> None:
 
     Configured through TOLLGATE_* environment variables (docs/configuration.md).
     """
+    from pipeline.tooling import compiled_engine
+
     ctx.obj = Settings.from_env()
+    compiled_engine.select(ctx.obj.engine)  # before any command imports pipeline.billing
 
 
 # Local stack
@@ -233,54 +236,6 @@ def outputs(
     )
 
 
-# Benchmarks (from a checkout: benchmarks/ is not part of the installed package)
-
-
-@main.group()
-def bench() -> None:
-    """Benchmarks on the local stack; the last line of each is one JSON object."""
-
-
-@bench.command("pipeline")
-@click.option("--events", type=click.IntRange(min=1), default=200_000, show_default=True)
-@click.option("--subscriptions", type=click.IntRange(min=1), default=1_000, show_default=True)
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=5_000,
-    show_default=True,
-    help="Events/s sent during the latency phase.",
-)
-@click.option(
-    "--partitions",
-    type=click.IntRange(min=1, max=1000),
-    help="Partitions of the benchmark's topics [default: TOLLGATE_PARTITIONS].",
-)
-@pass_settings
-def bench_pipeline(
-    settings: Settings, events: int, subscriptions: int, rate: float, partitions: int | None
-) -> None:
-    """Worker events/s vs its ceiling and Faust alone; p50/p99 latency."""
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "benchmarks").is_dir():
-        raise click.ClickException("`tollgate bench` runs from a checkout (benchmarks/)")
-    sys.path.insert(0, str(root))
-    from benchmarks import bench_pipeline as job
-
-    job.run(
-        settings,
-        events=events,
-        subscriptions=subscriptions,
-        rate=rate,
-        partitions=partitions,
-        out=sys.stdout,
-        err=sys.stderr,
-    )
-
-
 # The billing engine: compiled or from source (pipeline/tooling/compiled_engine.py)
 
 
@@ -309,12 +264,15 @@ def engine_clean() -> None:
 @engine.command("status")
 def engine_status() -> None:
     """Which engine loads here, and whether the compiled one matches the sources."""
-    import pipeline
     from pipeline.tooling import compiled_engine
 
+    try:
+        running = compiled_engine.in_use()
+    except ImportError:  # TOLLGATE_ENGINE=compiled without a current build
+        running = "none"
     click.echo(f"build: {compiled_engine.build_state()}")
     click.echo(f"{compiled_engine.VARIABLE}: {Settings.from_env().engine}")
-    click.echo(f"running: {compiled_engine.in_use() if pipeline.ENGINE != 'none' else 'none'}")
+    click.echo(f"running: {running}")
 
 
 # Sinks: `tollgate db`, `sink`, `webhooks`, `invoices` (sinks/cli.py)

@@ -18,9 +18,15 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
 from pipeline.kernel.settings import Settings
+from pipeline.tooling import compiled_engine
 
 _START_HINT = "start the local stack with `make up` (or `tollgate dev up`)"
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The engine TOLLGATE_ENGINE asks for, chosen before any test module imports it."""
+    compiled_engine.select_from_env()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.kernel.errors import TollgateError
-from pipeline.tooling.compiled_engine import MODES as ENGINE_MODES
 
 PREFIX = "TOLLGATE_"
+# TOLLGATE_ENGINE: which billing engine loads (pipeline/tooling/compiled_engine.py).
+ENGINE_MODES = ("auto", "source", "compiled")
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")

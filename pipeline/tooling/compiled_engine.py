@@ -22,16 +22,17 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
 from pipeline.kernel.errors import TollgateError
+from pipeline.kernel.settings import ENGINE_MODES
 
 PACKAGE = "pipeline.billing"
 DIRECTORY = Path(__file__).resolve().parents[1] / "billing"
-MODES = ("auto", "source", "compiled")
+MODES = ENGINE_MODES
 VARIABLE = "TOLLGATE_ENGINE"
 # The runtime mypyc shares between the compiled modules, kept inside the package so that it
 # imports wherever tollgate is installed.
@@ -71,8 +72,9 @@ def build_state(directory: Path = DIRECTORY) -> str:
 def select(mode: str, directory: Path = DIRECTORY) -> str:
     """Arrange for `pipeline.billing` to load as `mode` asks; returns what will load.
 
-    Called once by `pipeline/__init__.py`, before anything imports the engine. An unknown mode
-    counts as `auto` here; `Settings` reports it as an error.
+    Called once by each entry point (`tollgate`, `python -m benchmarks`, the test session),
+    before anything imports the engine. An unknown mode counts as `auto` here; `Settings`
+    reports it as an error.
     """
     state = build_state(directory)
     if mode == "compiled" and state != "current":
@@ -91,6 +93,11 @@ def select(mode: str, directory: Path = DIRECTORY) -> str:
     if state != "absent":
         _install(_SourceFinder(directory))
     return "source"
+
+
+def select_from_env(environ: Mapping[str, str] = os.environ) -> str:
+    """`select` as TOLLGATE_ENGINE asks (`auto` when unset): for entry points without Settings."""
+    return select(environ.get(VARIABLE) or "auto")
 
 
 def in_use() -> str:
