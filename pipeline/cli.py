@@ -99,15 +99,6 @@ def dev_reset(settings: Settings) -> None:
 
 
 @main.command()
-@pass_settings
-def smoke(settings: Settings) -> None:
-    """Send one usage event through Kafka into PostgreSQL and print it."""
-    from pipeline import smoke as job
-
-    job.run(settings, echo=click.echo)
-
-
-@main.command()
 @click.argument("timeline", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--batch-size",
