@@ -53,11 +53,10 @@ from typing import IO, Any, TextIO
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from pipeline.clients.producer import UsageProducer
-from pipeline.clients.topic_admin import ensure_topics_for
+from pipeline.clients.topic_admin import admin_client, ensure_topics_for
 from pipeline.kernel.errors import TollgateError
 from pipeline.kernel.settings import Settings
 from pipeline.kernel.topics import Topics
-from pipeline.local.devstack.kafka import admin_client
 from pipeline.wire import decode_ledger_input
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
+from pipeline.clients.topic_admin import admin_client
 from pipeline.kernel.settings import Settings
 from pipeline.tooling import compiled_engine
 
@@ -42,13 +43,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def kafka_admin(settings: Settings) -> AdminClient:
-    admin = AdminClient(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "log_level": 0,
-            "socket.connection.setup.timeout.ms": 2000,
-        }
-    )
+    admin = admin_client(settings.kafka_bootstrap)
     problem = ""
     try:
         if not admin.list_topics(timeout=10).brokers:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -18,7 +18,6 @@ from confluent_kafka.cimpl import NewTopic
 from pipeline.kernel.errors import TollgateError
 from pipeline.kernel.settings import Settings
 from pipeline.kernel.topics import Topics
-from pipeline.local.devstack.kafka import admin_client
 from pipeline.wire import DEFAULT_MAX_BYTES
 
 TEN_YEARS_MS: Final = 10 * 365 * 86_400_000
@@ -40,6 +39,17 @@ class TopicSpec:
     name: str
     partitions: int
     config: Mapping[str, str]
+
+
+def admin_client(bootstrap: str, **extra: Any) -> AdminClient:
+    """An AdminClient that stays quiet while the broker is unreachable."""
+    config = {
+        "bootstrap.servers": bootstrap,
+        "log_level": 0,
+        "socket.connection.setup.timeout.ms": 2000,
+        **extra,
+    }
+    return AdminClient(config)
 
 
 def topic_specs(

@@ -22,10 +22,8 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from confluent_kafka.admin import AdminClient
-
+from pipeline.clients.topic_admin import admin_client
 from pipeline.kernel.settings import Settings
 from pipeline.local.devstack._proc import (
     StackError,
@@ -47,17 +45,6 @@ MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 POM = Path(__file__).resolve().parents[3] / "deploy" / "kafka" / "pom.xml"
 _STOP_TIMEOUT = 30.0
-
-
-def admin_client(bootstrap: str, **extra: Any) -> AdminClient:
-    """An AdminClient that stays quiet while the broker is unreachable."""
-    config = {
-        "bootstrap.servers": bootstrap,
-        "log_level": 0,
-        "socket.connection.setup.timeout.ms": 2000,
-        **extra,
-    }
-    return AdminClient(config)
 
 
 def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
