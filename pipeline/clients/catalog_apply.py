@@ -18,13 +18,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from pipeline.billing.catalog import (
-    Catalog,
-    DefinitionError,
-    parse_customer,
-    parse_metric,
-    parse_plan,
-)
+from pipeline.billing.catalog import Catalog, DefinitionError, apply_definition
 from pipeline.billing.timestamps import iso, parse_instant
 from pipeline.clients.catalog_file import (
     Definition,
@@ -185,12 +179,7 @@ def _watermarks(consumer: Consumer, partition: TopicPartition, deadline: float) 
 def _apply_all(records: list[CatalogRecord], catalog: Catalog) -> Catalog:
     for record in records:
         try:
-            if record.kind == "billable_metric":
-                catalog.define_metric(parse_metric(record.definition))
-            elif record.kind == "plan":
-                catalog.define_plan(parse_plan(record.definition, catalog.metrics))
-            else:
-                catalog.define_customer(parse_customer(record.definition))
+            apply_definition(catalog, record.kind, record.definition)
         except DefinitionError:
             continue  # refused by the worker too
     return catalog

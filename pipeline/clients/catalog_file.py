@@ -22,14 +22,7 @@ from typing import Any, Final
 
 import yaml
 
-from pipeline.billing.catalog import (
-    Catalog,
-    DefinitionError,
-    parse_customer,
-    parse_metric,
-    parse_plan,
-    parse_subscription,
-)
+from pipeline.billing.catalog import Catalog, DefinitionError, apply_definition
 from pipeline.kernel.errors import TollgateError
 from pipeline.wire.jsontext import loads
 
@@ -232,7 +225,7 @@ def validate_definitions(
     first_seen: dict[tuple[str, str], str] = {}
     for item in definitions:
         try:
-            _check(item, catalog)
+            apply_definition(catalog, item.kind, item.payload)
         except DefinitionError as error:
             problems.append(f"{item.where}: {error}{_hint(str(error))}")
             continue
@@ -242,22 +235,6 @@ def validate_definitions(
     if problems:
         raise CatalogFileError(name, problems)
     return catalog
-
-
-def _check(item: Definition, catalog: Catalog) -> None:
-    if item.kind == "billable_metric":
-        catalog.define_metric(parse_metric(item.payload))
-    elif item.kind == "plan":
-        catalog.define_plan(parse_plan(item.payload, catalog.metrics))
-    elif item.kind == "customer":
-        catalog.define_customer(parse_customer(item.payload))
-    else:
-        subscription = parse_subscription(item.payload)
-        if subscription.plan_code not in catalog.plans:
-            raise DefinitionError(
-                f"subscription {subscription.external_id!r}: "
-                f"unknown plan {subscription.plan_code!r}"
-            )
 
 
 def _hint(message: str) -> str:
