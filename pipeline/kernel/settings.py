@@ -520,7 +520,7 @@ def _number_text(value: float) -> str:
 
 
 def _base_dir() -> Path:
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     if (checkout / "pyproject.toml").is_file() and (checkout / "pipeline").is_dir():
         return checkout
     return Path.cwd()

@@ -12,7 +12,8 @@ from pipeline.kernel.settings import Settings, SettingsError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_defaults_without_any_variable() -> None:
+def test_defaults_without_any_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # relative folders come from the checkout, from anywhere
     settings = Settings.from_env({})
     assert settings.kafka_bootstrap == "127.0.0.1:19092"
     assert (settings.kafka_host, settings.kafka_port) == ("127.0.0.1", 19092)
