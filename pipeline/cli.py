@@ -20,8 +20,10 @@ from typing import Any
 
 import click
 
+from pipeline.kernel.commands import pass_settings
 from pipeline.kernel.errors import TollgateError
 from pipeline.kernel.settings import Settings
+from pipeline.local.settings import StackSettings
 from sinks.cli import COMMANDS as SINK_COMMANDS
 
 
@@ -33,7 +35,7 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
-pass_settings = click.make_pass_decorator(Settings)
+pass_stack_settings = click.make_pass_decorator(StackSettings)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,13 +55,15 @@ def main(ctx: click.Context) -> None:
 
 
 @main.group()
-def dev() -> None:
+@click.pass_context
+def dev(ctx: click.Context) -> None:
     """Local stack without Docker: a Kafka broker and PostgreSQL, in the run folder."""
+    ctx.obj = StackSettings.from_env()  # the settings plus the local stack's own knobs
 
 
 @dev.command("up")
-@pass_settings
-def dev_up(settings: Settings) -> None:
+@pass_stack_settings
+def dev_up(settings: StackSettings) -> None:
     """Start Kafka and PostgreSQL (or reuse running ones) and wait until they answer."""
     from pipeline.local import devstack
 
@@ -67,8 +71,8 @@ def dev_up(settings: Settings) -> None:
 
 
 @dev.command("down")
-@pass_settings
-def dev_down(settings: Settings) -> None:
+@pass_stack_settings
+def dev_down(settings: StackSettings) -> None:
     """Stop what `dev up` started from this run folder (data is kept)."""
     from pipeline.local import devstack
 
@@ -76,8 +80,8 @@ def dev_down(settings: Settings) -> None:
 
 
 @dev.command("status")
-@pass_settings
-def dev_status(settings: Settings) -> None:
+@pass_stack_settings
+def dev_status(settings: StackSettings) -> None:
     """Print each service: up or down, address, pid, log."""
     from pipeline.local import devstack
 
@@ -87,8 +91,8 @@ def dev_status(settings: Settings) -> None:
 
 
 @dev.command("reset")
-@pass_settings
-def dev_reset(settings: Settings) -> None:
+@pass_stack_settings
+def dev_reset(settings: StackSettings) -> None:
     """Delete topics and consumer groups, worker state and table rows, for a clean run."""
     from pipeline.local import devstack
 

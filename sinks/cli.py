@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import click
 
+from pipeline.kernel.commands import pass_settings
 from pipeline.kernel.settings import Settings
 from sinks.cli_admin import invoices, webhooks
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:  # the command bodies import them, to keep `tollgate --help` f
     from sinks.common.db import Database
     from sinks.common.runtime import Activity
 
-pass_settings = click.make_pass_decorator(Settings)
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -7,10 +7,8 @@ from typing import Any
 
 import click
 
+from pipeline.kernel.commands import pass_settings
 from pipeline.kernel.settings import Settings
-
-pass_settings = click.make_pass_decorator(Settings)
-
 
 # Webhook endpoints and deliveries
 

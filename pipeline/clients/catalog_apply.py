@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from pipeline.clients.catalog_file import (
     validate_definitions,
 )
 from pipeline.clients.producer import UsageProducer, ensure_topics_for
+from pipeline.kernel.commands import Echo
 from pipeline.kernel.errors import TollgateError
 from pipeline.kernel.settings import Settings
 from pipeline.kernel.topics import Topics
@@ -37,8 +37,6 @@ from pipeline.wire import (
     WireError,
     decode_catalog_record,
 )
-
-Echo = Callable[[str], None]
 
 _LEADER_ELECTION = frozenset(
     {

@@ -2,11 +2,13 @@
 
 `Settings.from_env()` is called once, at the entry point (the `tollgate` command, the test
 session), and the frozen result is handed down. docs/configuration.md lists each variable;
-a unit test keeps that table and the fields below in step.
+a unit test keeps that table and the fields below in step. Each field names one validator for
+its kind of value (`integer`, `seconds`, `matching`, `one_of`, `folder`) with its bounds. The
+local stack's own knobs are in pipeline/local/settings.py (`StackSettings`).
 
-Relative paths (run and cache folders) are taken from the checkout's top folder, the one
-holding pyproject.toml, so that `tollgate` finds the same local stack from any sub-folder;
-when tollgate is installed from a wheel they are taken from the current folder.
+Relative folders (the run folder, the local stack's cache) are taken from the checkout's top
+folder, the one holding pyproject.toml, so that `tollgate` finds the same local stack from any
+sub-folder; when tollgate is installed from a wheel they are taken from the current folder.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pipeline.kernel.errors import TollgateError
 
@@ -26,52 +28,88 @@ PREFIX = "TOLLGATE_"
 ENGINE_MODES = ("auto", "source", "compiled")
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
-_TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
-_VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
-_HEAP = re.compile(r"^[0-9]+[mMgG]$")
-_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_NAME_CHARS = "the characters a-z A-Z 0-9 . _ -"
+
+Parse = Callable[[str], Any]
 
 
 class SettingsError(TollgateError, ValueError):
     """One or more ``TOLLGATE_*`` variables hold a value that cannot be used."""
 
 
-def _var(name: str, doc: str, parse: Callable[[str], Any]) -> dict[str, Any]:
+def variable(name: str, doc: str, parse: Parse) -> dict[str, Any]:
     return {"env": PREFIX + name, "doc": doc, "parse": parse}
 
 
-def _port(raw: str) -> int:
-    try:
-        value = _int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 65535:
-        raise ValueError("expected a TCP port from 1 to 65535")
-    return value
+# One validator per kind of value; each field picks one with its bounds.
 
 
-def _int(raw: str) -> int:
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise ValueError("expected an integer") from None
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
-def _partitions(raw: str) -> int:
-    value = _int(raw)
-    if not 1 <= value <= 1000:
-        raise ValueError("expected an integer from 1 to 1000")
-    return value
+def integer(low: int, high: int, what: str = "an integer") -> Parse:
+    """A whole number from `low` to `high`."""
+    expected = f"expected {what} from {low} to {high}"
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(expected) from None
+        if not low <= value <= high:
+            raise ValueError(expected)
+        return value
+
+    return parse
 
 
-def _seconds(raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError("expected a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise ValueError("expected a number of seconds above 0 and at most 3600")
-    return value
+def seconds(low: float, high: float, *, above: bool = False) -> Parse:
+    """A number of seconds from `low` (or `above` it) to `high`."""
+    low_text, high_text = _number_text(low), _number_text(high)
+    bound = (
+        f"above {low_text} and at most {high_text}" if above else f"from {low_text} to {high_text}"
+    )
+    expected = f"expected a number of seconds {bound}"
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(expected) from None
+        if not (low < value if above else low <= value) or not value <= high:
+            raise ValueError(expected)
+        return value
+
+    return parse
+
+
+def matching(pattern: str, expected: str, *, strip: bool = True) -> Parse:
+    """Text that matches `pattern` whole (after trimming spaces unless `strip` is off)."""
+    compiled = re.compile(pattern)
+
+    def parse(raw: str) -> str:
+        value = raw.strip() if strip else raw
+        if not compiled.fullmatch(value):
+            raise ValueError(f"expected {expected}")
+        return value
+
+    return parse
+
+
+def one_of(*choices: str) -> Parse:
+    """One of `choices`, exactly."""
+    return matching("|".join(re.escape(choice) for choice in choices), ", ".join(choices))
+
+
+def folder(raw: str) -> Path:
+    """A folder; a relative one is taken from the checkout's top folder (`from_env`)."""
+    if not raw.strip():
+        raise ValueError("expected a folder path")
+    return Path(raw.strip()).expanduser()
+
+
+port = integer(1, 65535, "a TCP port")
 
 
 def _bootstrap(raw: str) -> str:
@@ -82,56 +120,8 @@ def _bootstrap(raw: str) -> str:
         match = _HOST_PORT.match(entry)
         if match is None:
             raise ValueError(f"expected host:port[,host:port...], {entry!r} is not host:port")
-        _port(match["port"])
+        port(match["port"])
     return ",".join(entries)
-
-
-def _database_url(raw: str) -> str:
-    value = raw.strip()
-    if not value.startswith(("postgresql://", "postgres://")):
-        raise ValueError("expected a postgresql://user:password@host:port/database URL")
-    return value
-
-
-def _version(raw: str) -> str:
-    value = raw.strip()
-    if not _VERSION.match(value):
-        raise ValueError("expected a version such as 4.1.1")
-    return value
-
-
-def _topic_prefix(raw: str) -> str:
-    if not _TOPIC_CHARS.match(raw) or len(raw) > 100:
-        raise ValueError("expected at most 100 of the characters a-z A-Z 0-9 . _ -")
-    return raw
-
-
-def _heap(raw: str) -> str:
-    value = raw.strip()
-    if not _HEAP.match(value):
-        raise ValueError("expected a JVM heap size such as 1g or 768m")
-    return value
-
-
-def _schema(raw: str) -> str:
-    value = raw.strip()
-    if not _SCHEMA.match(value):
-        raise ValueError("expected a schema name: a letter or _, then letters, digits or _")
-    return value
-
-
-def _batch_size(raw: str) -> int:
-    value = _int(raw)
-    if not 1 <= value <= 100_000:
-        raise ValueError("expected an integer from 1 to 100000")
-    return value
-
-
-def _concurrency(raw: str) -> int:
-    value = _int(raw)
-    if not 1 <= value <= 1000:
-        raise ValueError("expected an integer from 1 to 1000")
-    return value
 
 
 def _schedule(raw: str) -> tuple[float, ...]:
@@ -144,62 +134,8 @@ def _schedule(raw: str) -> tuple[float, ...]:
     return delays
 
 
-def _path(raw: str) -> Path:
-    if not raw.strip():
-        raise ValueError("expected a folder path")
-    return Path(raw.strip()).expanduser()
-
-
-def _app_id(raw: str) -> str:
-    value = raw.strip()
-    if not value or not _TOPIC_CHARS.match(value):
-        raise ValueError("expected a name of the characters a-z A-Z 0-9 . _ -")
-    return value
-
-
-def _store(raw: str) -> str:
-    value = raw.strip()
-    if value not in ("rocksdb://", "memory://"):
-        raise ValueError("expected rocksdb:// or memory://")
-    return value
-
-
-def _engine(raw: str) -> str:
-    value = raw.strip()
-    if value not in ENGINE_MODES:
-        raise ValueError("expected " + ", ".join(ENGINE_MODES))
-    return value
-
-
-def _session_timeout(raw: str) -> float:
-    value = _seconds(raw)
-    if not 6 <= value <= 1800:  # the broker's group.min/max.session.timeout.ms defaults
-        raise ValueError("expected seconds from 6 to 1800")
-    return value
-
-
-def _non_negative_seconds(raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError("expected a number of seconds") from None
-    if not 0 <= value <= 86400 * 31:
-        raise ValueError("expected a number of seconds from 0 to 2678400")
-    return value
-
-
-def _days(raw: str) -> int:
-    value = _int(raw)
-    if not 1 <= value <= 3650:
-        raise ValueError("expected a number of days from 1 to 3650")
-    return value
-
-
-def _message_bytes(raw: str) -> int:
-    value = _int(raw)
-    if not 1024 <= value <= 64 << 20:
-        raise ValueError("expected a size in bytes from 1024 to 67108864")
-    return value
+_seconds = seconds(0, 3600, above=True)
+_batch_size = integer(1, 100_000)
 
 
 @dataclass(frozen=True)
@@ -208,99 +144,72 @@ class Settings:
 
     kafka_bootstrap: str = field(
         default="127.0.0.1:19092",
-        metadata=_var(
+        metadata=variable(
             "KAFKA_BOOTSTRAP",
             "Kafka bootstrap servers, `host:port[,host:port...]`. The local stack starts its "
             "broker on the first entry, which must then be a loopback address.",
             _bootstrap,
         ),
     )
-    kafka_controller_port: int = field(
-        default=19093,
-        metadata=_var(
-            "KAFKA_CONTROLLER_PORT",
-            "Port of the KRaft controller listener of the local broker (127.0.0.1 only).",
-            _port,
-        ),
-    )
-    kafka_version: str = field(
-        default="4.1.1",
-        metadata=_var(
-            "KAFKA_VERSION",
-            "Apache Kafka version the local stack resolves from Maven Central and runs "
-            "(deploy/kafka/pom.xml); docker-compose.yml uses the same image tag.",
-            _version,
-        ),
-    )
-    kafka_heap: str = field(
-        default="1g",
-        metadata=_var("KAFKA_HEAP", "Maximum JVM heap of the local broker (`-Xmx`).", _heap),
-    )
     database_url: str = field(
         default="postgresql://tollgate:tollgate@127.0.0.1:5432/tollgate",
-        metadata=_var(
+        metadata=variable(
             "DATABASE_URL",
             "PostgreSQL connection URL. If a server answers there it is used as it is; "
             "otherwise the local stack starts one on that host and port (loopback only) "
             "with that user, password and database.",
-            _database_url,
+            matching(
+                r"(?s)(postgresql|postgres)://.*",
+                "a postgresql://user:password@host:port/database URL",
+            ),
         ),
     )
     partitions: int = field(
         default=4,
-        metadata=_var("PARTITIONS", "Partition count of the topics tollgate creates.", _partitions),
+        metadata=variable(
+            "PARTITIONS", "Partition count of the topics tollgate creates.", integer(1, 1000)
+        ),
     )
     topic_prefix: str = field(
         default="tollgate.",
-        metadata=_var(
-            "TOPIC_PREFIX", "Prefix of every topic name tollgate creates or reads.", _topic_prefix
+        metadata=variable(
+            "TOPIC_PREFIX",
+            "Prefix of every topic name tollgate creates or reads.",
+            matching(r"[A-Za-z0-9._-]{0,100}", f"at most 100 of {_NAME_CHARS}", strip=False),
         ),
     )
     run_dir: Path = field(
         default=Path(".run"),
-        metadata=_var(
+        metadata=variable(
             "RUN_DIR",
             "Run folder: local stack data, pid files, logs (`logs/`) and worker state (`state/`).",
-            _path,
-        ),
-    )
-    cache_dir: Path = field(
-        default=Path(".cache"),
-        metadata=_var(
-            "CACHE_DIR",
-            "Download cache; the broker's jars go to `kafka/<version>/libs` inside it.",
-            _path,
-        ),
-    )
-    startup_timeout: float = field(
-        default=120.0,
-        metadata=_var(
-            "STARTUP_TIMEOUT",
-            "Seconds `tollgate dev up` waits for each service to answer before giving up.",
-            _seconds,
+            folder,
         ),
     )
     metrics_port: int = field(
         default=9464,
-        metadata=_var(
+        metadata=variable(
             "METRICS_PORT",
             "Port on which the worker and the sinks serve Prometheus metrics (`/metrics`).",
-            _port,
+            port,
         ),
     )
 
     database_schema: str = field(
         default="public",
-        metadata=_var(
+        metadata=variable(
             "DATABASE_SCHEMA",
             "PostgreSQL schema holding the sinks' tables (`tollgate db migrate` creates it); "
             "every sink connection sets its `search_path` to it alone.",
-            _schema,
+            matching(
+                r"[A-Za-z_][A-Za-z0-9_]{0,62}",
+                "a schema name: a letter or _, then letters, digits or _",
+            ),
         ),
     )
     sink_batch_size: int = field(
         default=500,
-        metadata=_var(
+        metadata=variable(
             "SINK_BATCH_SIZE",
             "Most outputs a sink writes in one PostgreSQL transaction (`--batch-size`).",
             _batch_size,
@@ -308,7 +217,7 @@ class Settings:
     )
     sink_batch_wait: float = field(
         default=0.5,
-        metadata=_var(
+        metadata=variable(
             "SINK_BATCH_WAIT",
             "Seconds a sink waits for a batch to fill before writing what it has.",
             _seconds,
@@ -316,7 +225,7 @@ class Settings:
     )
     webhook_retry_schedule: tuple[float, ...] = field(
         default=(0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
-        metadata=_var(
+        metadata=variable(
             "WEBHOOK_RETRY_SCHEDULE",
             "Seconds before each webhook delivery attempt, comma-separated: the first entry "
             "delays the first attempt, each later one follows a failed attempt; after the last "
@@ -326,7 +235,7 @@ class Settings:
     )
     webhook_timeout: float = field(
         default=10.0,
-        metadata=_var(
+        metadata=variable(
             "WEBHOOK_TIMEOUT",
             "Seconds a webhook POST may take (connect, send, answer) before it counts as failed.",
             _seconds,
@@ -334,15 +243,15 @@ class Settings:
     )
     webhook_concurrency: int = field(
         default=16,
-        metadata=_var(
+        metadata=variable(
             "WEBHOOK_CONCURRENCY",
             "Webhook deliveries one `tollgate sink webhooks` process has in flight at once.",
-            _concurrency,
+            integer(1, 1000),
         ),
     )
     webhook_poll_interval: float = field(
         default=1.0,
-        metadata=_var(
+        metadata=variable(
             "WEBHOOK_POLL_INTERVAL",
             "Seconds the delivery loop waits before looking again when nothing is due.",
             _seconds,
@@ -351,26 +260,26 @@ class Settings:
 
     worker_app_id: str = field(
         default="tollgate-worker",
-        metadata=_var(
+        metadata=variable(
             "WORKER_APP_ID",
             "Faust app id of the worker: its consumer group and the prefix of its changelog "
             "topics. Workers with the same id share the partitions.",
-            _app_id,
+            matching(r"[A-Za-z0-9._-]+", f"a name of {_NAME_CHARS}"),
         ),
     )
     worker_store: str = field(
         default="rocksdb://",
-        metadata=_var(
+        metadata=variable(
             "WORKER_STORE",
             "Where the worker keeps subscription state between changelog writes: `rocksdb://` "
             "(rocksdict, under `<run folder>/state/`) or `memory://` (rebuilt from the changelog "
             "at every start).",
-            _store,
+            one_of("rocksdb://", "memory://"),
         ),
     )
     worker_batch_size: int = field(
         default=2000,
-        metadata=_var(
+        metadata=variable(
             "WORKER_BATCH_SIZE",
             "Most messages the worker applies before it writes state (micro-batch).",
             _batch_size,
@@ -378,7 +287,7 @@ class Settings:
     )
     worker_batch_wait: float = field(
         default=0.1,
-        metadata=_var(
+        metadata=variable(
             "WORKER_BATCH_WAIT",
             "Seconds the worker waits for a micro-batch to fill before applying what it has.",
             _seconds,
@@ -386,17 +295,17 @@ class Settings:
     )
     worker_session_timeout: float = field(
         default=60.0,
-        metadata=_var(
+        metadata=variable(
             "WORKER_SESSION_TIMEOUT",
             "Seconds without a heartbeat after which the broker drops a worker from its group "
             "and hands its partitions to the others (also the rebalance timeout). Lower means a "
             "faster takeover after a crash; too low, and a busy worker is dropped needlessly.",
-            _session_timeout,
+            seconds(6, 1800),  # the broker's group.min/max.session.timeout.ms defaults
         ),
     )
     worker_stall_timeout: float = field(
         default=300.0,
-        metadata=_var(
+        metadata=variable(
             "WORKER_STALL_TIMEOUT",
             "Seconds a partition the worker holds may have messages waiting without moving "
             "before the worker exits with code 75 for its supervisor to restart it (a Faust "
@@ -406,7 +315,7 @@ class Settings:
     )
     tick_interval: float = field(
         default=1.0,
-        metadata=_var(
+        metadata=variable(
             "TICK_INTERVAL",
             "Seconds between the clock ticks the worker sends to every partition (with "
             "`--clock wall`), so that quiet partitions still close their periods.",
@@ -415,43 +324,44 @@ class Settings:
     )
     allowed_lateness: float = field(
         default=0.0,
-        metadata=_var(
+        metadata=variable(
             "ALLOWED_LATENESS",
             "Seconds a period stays open after its end for late events (Lago's grace period, "
             "as a watermark).",
-            _non_negative_seconds,
+            seconds(0, 86400 * 31),
         ),
     )
     dedupe_window_days: int = field(
         default=35,
-        metadata=_var(
+        metadata=variable(
             "DEDUPE_WINDOW_DAYS",
             "Days a transaction id is remembered for de-duplication, on the pipeline clock.",
-            _days,
+            integer(1, 3650, "a number of days"),
         ),
     )
     max_message_bytes: int = field(
         default=1 << 20,
-        metadata=_var(
+        metadata=variable(
             "MAX_MESSAGE_BYTES",
             "Largest usage-events message the worker decodes; a larger one is dead-lettered "
             "as `malformed`.",
-            _message_bytes,
+            integer(1024, 64 << 20, "a size in bytes"),
         ),
     )
     engine: str = field(
         default="auto",
-        metadata=_var(
+        metadata=variable(
             "ENGINE",
             "Which billing engine runs: `auto` (the mypyc-compiled one built by `make engine` "
             "while it matches the sources, else the sources), `source` or `compiled` (refuse "
-            "to start without a current build). Read when `pipeline` is first imported.",
-            _engine,
+            "to start without a current build). Read by each entry point before the engine "
+            "is first imported.",
+            one_of(*ENGINE_MODES),
         ),
     )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         """Read every ``TOLLGATE_*`` variable; unset or empty ones keep their default.
 
         Raises `SettingsError` naming each bad variable, its value and what is expected.
@@ -471,15 +381,16 @@ class Settings:
         if problems:
             raise SettingsError("bad setting: " + "; ".join(problems))
         base = _base_dir()
-        for key in ("run_dir", "cache_dir"):
-            path = values.get(key, getattr(cls, key))
-            values[key] = path if path.is_absolute() else (base / path).absolute()
+        for spec in dataclasses.fields(cls):
+            if spec.metadata["parse"] is folder:
+                path = values.get(spec.name, spec.default)
+                values[spec.name] = path if path.is_absolute() else (base / path).absolute()
         return cls(**values)
 
-    @staticmethod
-    def variables() -> dict[str, str]:
+    @classmethod
+    def variables(cls) -> dict[str, str]:
         """Every variable name with its description, in declaration order."""
-        return {spec.metadata["env"]: spec.metadata["doc"] for spec in dataclasses.fields(Settings)}
+        return {spec.metadata["env"]: spec.metadata["doc"] for spec in dataclasses.fields(cls)}
 
     def as_env(self) -> dict[str, str]:
         """These settings as ``TOLLGATE_*`` variables, for a child process."""
@@ -513,10 +424,6 @@ def _env_text(value: object) -> str:
     if isinstance(value, tuple):
         return ",".join(_number_text(item) for item in value)
     return str(value)
-
-
-def _number_text(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def _base_dir() -> Path:

@@ -27,11 +27,11 @@ from typing import Any
 from pipeline.clients.catalog_file import load_catalog_file
 from pipeline.clients.producer import UsageProducer
 from pipeline.clients.topic_admin import ensure_topics_for
+from pipeline.kernel.commands import Echo
 from pipeline.kernel.settings import Settings
 from pipeline.kernel.topics import Topics
 from pipeline.local.demo_receiver import Receiver
 
-Echo = Callable[[str], None]
 CATALOG = Path(__file__).resolve().parents[2] / "examples" / "catalog.yaml"
 PLANS = ("ai-starter", "ai-starter", "ai-team", "api-growth")
 METRIC_OF_PLAN = {"ai-starter": "llm_tokens", "ai-team": "llm_tokens", "api-growth": "api_requests"}

@@ -9,16 +9,14 @@ at once) apply each file once. Migration files use unqualified names: they work 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 
 from psycopg import sql
 
+from pipeline.kernel.commands import Echo
 from pipeline.kernel.errors import TollgateError
 from sinks.common.db import Connection, connect
-
-Echo = Callable[[str], None]
 
 _FILE_NAME = re.compile(r"^(?P<version>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql$")
 _LOCK = "tollgate.migrate"

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 
-from pipeline.kernel.settings import Settings
+from pipeline.kernel.commands import Echo
 from pipeline.local.devstack._proc import StackError
 from pipeline.local.devstack.kafka import Kafka
 from pipeline.local.devstack.postgres import Postgres, redact
 from pipeline.local.devstack.status import ServiceStatus
+from pipeline.local.settings import StackSettings
 
 __all__ = [
     "ServiceStatus",
@@ -28,10 +28,8 @@ __all__ = [
     "up",
 ]
 
-Echo = Callable[[str], None]
 
-
-def up(settings: Settings, echo: Echo = print) -> float:
+def up(settings: StackSettings, echo: Echo = print) -> float:
     """Start (or reuse) Kafka and PostgreSQL and wait until both answer; returns seconds."""
     started = time.monotonic()
     settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -45,17 +43,17 @@ def up(settings: Settings, echo: Echo = print) -> float:
     return elapsed
 
 
-def down(settings: Settings, echo: Echo = print) -> None:
+def down(settings: StackSettings, echo: Echo = print) -> None:
     """Stop the processes `up` started from this run folder; data stays for the next `up`."""
     Kafka(settings).stop(echo)
     Postgres(settings).stop(echo)
 
 
-def status(settings: Settings) -> list[ServiceStatus]:
+def status(settings: StackSettings) -> list[ServiceStatus]:
     return [Kafka(settings).status(), Postgres(settings).status()]
 
 
-def reset(settings: Settings, echo: Echo = print) -> None:
+def reset(settings: StackSettings, echo: Echo = print) -> None:
     """Empty the stack for a clean run: topics, consumer groups, worker state, tables."""
     Kafka(settings).reset(echo)
     Postgres(settings).reset(echo)
@@ -65,7 +63,7 @@ def reset(settings: Settings, echo: Echo = print) -> None:
     echo(f"state: emptied {settings.state_dir}")
 
 
-def locations(settings: Settings) -> list[str]:
+def locations(settings: StackSettings) -> list[str]:
     """Where things are, one line each, for the end of `make up`."""
     return [
         f"Kafka bootstrap   {settings.kafka_bootstrap}",

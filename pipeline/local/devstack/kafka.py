@@ -20,11 +20,10 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.clients.topic_admin import admin_client
-from pipeline.kernel.settings import Settings
+from pipeline.kernel.commands import Echo
 from pipeline.local.devstack._proc import (
     StackError,
     cmdline,
@@ -38,8 +37,7 @@ from pipeline.local.devstack._proc import (
     tail,
 )
 from pipeline.local.devstack.status import ServiceStatus
-
-Echo = Callable[[str], None]
+from pipeline.local.settings import StackSettings
 
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -59,7 +57,7 @@ def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
 class Kafka:
     name = "kafka"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self.home = settings.run_dir / "kafka"
         self.data_dir = self.home / "data"

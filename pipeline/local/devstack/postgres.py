@@ -25,7 +25,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from pipeline.kernel.settings import Settings
+from pipeline.kernel.commands import Echo
 from pipeline.local.devstack._proc import (
     StackError,
     cmdline,
@@ -45,8 +44,7 @@ from pipeline.local.devstack._proc import (
     tail,
 )
 from pipeline.local.devstack.status import ServiceStatus
-
-Echo = Callable[[str], None]
+from pipeline.local.settings import StackSettings
 
 _STOP_TIMEOUT = 30.0
 _LOGIN_REFUSED = re.compile(
@@ -77,7 +75,7 @@ def find_bindir() -> Path | None:
 class Postgres:
     name = "postgresql"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self.url = settings.database_url
         params = conninfo_to_dict(settings.database_url)
