@@ -50,18 +50,7 @@ def _number_text(value: float) -> str:
 
 def integer(low: int, high: int, what: str = "an integer") -> Parse:
     """A whole number from `low` to `high`."""
-    expected = f"expected {what} from {low} to {high}"
-
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError(expected) from None
-        if not low <= value <= high:
-            raise ValueError(expected)
-        return value
-
-    return parse
+    return _number(int, low, high, f"expected {what} from {low} to {high}")
 
 
 def seconds(low: float, high: float, *, above: bool = False) -> Parse:
@@ -70,11 +59,15 @@ def seconds(low: float, high: float, *, above: bool = False) -> Parse:
     bound = (
         f"above {low_text} and at most {high_text}" if above else f"from {low_text} to {high_text}"
     )
-    expected = f"expected a number of seconds {bound}"
+    return _number(float, low, high, f"expected a number of seconds {bound}", above=above)
 
+
+def _number(
+    convert: Callable[[str], float], low: float, high: float, expected: str, *, above: bool = False
+) -> Parse:
     def parse(raw: str) -> float:
         try:
-            value = float(raw.strip())
+            value = convert(raw.strip())
         except ValueError:
             raise ValueError(expected) from None
         if not (low < value if above else low <= value) or not value <= high:
