@@ -764,9 +764,8 @@ def faust_empty_main() -> None:
     )
 
     @app.agent(usage, concurrency=1)
-    async def empty(stream: Any) -> None:  # a faust Stream: `take_events` is not on StreamT
-        within = settings.worker_batch_wait
-        async for _events in stream.take_events(settings.worker_batch_size, within=within):
+    async def empty(stream: Any) -> None:  # a faust Stream
+        async for _event in stream.events():
             pass
 
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()

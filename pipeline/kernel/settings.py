@@ -128,7 +128,10 @@ def _schedule(raw: str) -> tuple[float, ...]:
 
 
 _seconds = seconds(0, 3600, above=True)
+_up_to_a_minute = seconds(0, 60, above=True)
 _batch_size = integer(1, 100_000)
+_message_bytes = integer(1024, 64 << 20, "a size in bytes")
+_name = matching(r"[A-Za-z0-9._-]+", f"a name of {_NAME_CHARS}")
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,7 @@ class Settings:
             "WORKER_APP_ID",
             "Faust app id of the worker: its consumer group and the prefix of its changelog "
             "topics. Workers with the same id share the partitions.",
-            matching(r"[A-Za-z0-9._-]+", f"a name of {_NAME_CHARS}"),
+            _name,
         ),
     )
     worker_store: str = field(
@@ -270,20 +273,58 @@ class Settings:
             one_of("rocksdb://", "memory://"),
         ),
     )
-    worker_batch_size: int = field(
-        default=2000,
+    worker_flush_interval: float = field(
+        default=1.0,
         metadata=variable(
-            "WORKER_BATCH_SIZE",
-            "Most messages the worker applies before it writes state (micro-batch).",
+            "WORKER_FLUSH_INTERVAL",
+            "Most seconds the worker keeps changed subscription states in memory before it "
+            "writes them to its changelog (Kafka Streams' commit interval): a subscription "
+            "touched by many events in that time is written once. Input is acknowledged only "
+            "after the write that covers it, so a crash re-applies at most this much.",
+            _up_to_a_minute,
+        ),
+    )
+    worker_flush_states: int = field(
+        default=20_000,
+        metadata=variable(
+            "WORKER_FLUSH_STATES",
+            "Changed subscription states after which the worker writes them before the flush "
+            "interval is up (bounds memory and the size of one write).",
             _batch_size,
         ),
     )
-    worker_batch_wait: float = field(
-        default=0.1,
+    intake_batch_messages: int = field(
+        default=5000,
         metadata=variable(
-            "WORKER_BATCH_WAIT",
-            "Seconds the worker waits for a micro-batch to fill before applying what it has.",
-            _seconds,
+            "INTAKE_BATCH_MESSAGES",
+            "Most usage-events messages `tollgate intake` packs into one batch message.",
+            _batch_size,
+        ),
+    )
+    intake_batch_bytes: int = field(
+        default=1 << 20,
+        metadata=variable(
+            "INTAKE_BATCH_BYTES",
+            "Size in bytes at which the intake closes a batch (one more message may top it).",
+            _message_bytes,
+        ),
+    )
+    intake_linger: float = field(
+        default=0.05,
+        metadata=variable(
+            "INTAKE_LINGER",
+            "Most seconds the intake holds a partition's messages before it sends what it has "
+            "as a batch: latency against messages per batch.",
+            _up_to_a_minute,
+        ),
+    )
+    intake_group: str = field(
+        default="tollgate-intake",
+        metadata=variable(
+            "INTAKE_GROUP",
+            "Consumer group of `tollgate intake` on the usage-events topic. Intakes with the "
+            "same group share the partitions.",
+            _name,
         ),
     )
     worker_session_timeout: float = field(
@@ -338,7 +379,7 @@ class Settings:
             "MAX_MESSAGE_BYTES",
             "Largest usage-events message the worker decodes; a larger one is dead-lettered "
             "as `malformed`.",
-            integer(1024, 64 << 20, "a size in bytes"),
+            _message_bytes,
         ),
     )
     engine: str = field(

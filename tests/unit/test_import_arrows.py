@@ -34,7 +34,7 @@ ROOMS: dict[str, set[str]] = {
     WIRE: set(),  # codecs: no engine, no framework
     REPLAY: {CORE, WIRE},
     "pipeline.worker": {CORE, WIRE, KERNEL, CLIENTS, TOOLING},
-    "pipeline.intake": {CORE, WIRE, KERNEL},
+    "pipeline.intake": {CORE, WIRE, KERNEL, CLIENTS},
     "pipeline.api": {CORE, WIRE, KERNEL, CLIENTS},
     CLIENTS: {CORE, WIRE, KERNEL, REPLAY},
     TOOLING: {KERNEL, CORE},
