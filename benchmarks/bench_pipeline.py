@@ -27,11 +27,12 @@ that of the middle of what it did (`worker_drained: false`); a latency quantile 
 events still unprocessed CATCH_UP_BUDGET seconds after the last send is null (saturated).
 
 Prints progress on stderr, a table, then as its last line one JSON object. Run with
-`tollgate bench pipeline` or `make bench-pipeline`.
+`make bench-pipeline` or `python -m benchmarks pipeline --events 30000 --rate 500`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -54,12 +55,11 @@ from typing import IO, Any, TextIO
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from pipeline.devstack.kafka import admin_client
-from pipeline.errors import TollgateError
-from pipeline.producer import UsageProducer
-from pipeline.settings import Settings
-from pipeline.topic_admin import ensure_topics_for
-from pipeline.topics import Topics
+from pipeline.clients.producer import UsageProducer
+from pipeline.clients.topic_admin import admin_client, ensure_topics_for
+from pipeline.kernel.errors import TollgateError
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.wire import decode_ledger_input
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -812,3 +812,40 @@ def print_table(result: dict[str, Any], out: IO[str]) -> None:
     print(f"pipeline (intake + worker), {result['partitions']} partitions", file=out)
     for name, figure, note in rows:
         print(f"  {name:<24}{figure:<30}  {note}".rstrip(), file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--subscriptions", type=int, default=1_000)
+    parser.add_argument(
+        "--large-subscriptions",
+        type=int,
+        default=LARGE_SUBSCRIPTIONS,
+        help="subscriptions of the second case (0: skip it)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=5_000, help="events/s sent during the latency phase"
+    )
+    parser.add_argument(
+        "--partitions", type=int, help="partitions of the topics [default: TOLLGATE_PARTITIONS]"
+    )
+    args = parser.parse_args(argv)
+    if min(args.events, args.subscriptions, args.partitions or 1) < 1 or args.rate <= 0:
+        parser.error("--events, --subscriptions, --partitions and --rate must be positive")
+    if args.large_subscriptions < 0:
+        parser.error("--large-subscriptions must be 0 or more")
+    try:
+        run(
+            Settings.from_env(),
+            events=args.events,
+            subscriptions=args.subscriptions,
+            rate=args.rate,
+            partitions=args.partitions,
+            out=sys.stdout,
+            err=sys.stderr,
+            large_subscriptions=args.large_subscriptions,
+        )
+    except TollgateError as exc:
+        sys.exit(f"error: {exc}")
+    return 0

@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 from prometheus_client import start_http_server
 
+from pipeline.clients.topic_admin import batch_message_bytes, ensure_topics_for
 from pipeline.intake.packer import Bounds
 from pipeline.intake.stage import Intake, IntakeConfig
-from pipeline.settings import Settings
-from pipeline.topic_admin import batch_message_bytes, ensure_topics_for
-from pipeline.topics import Topics
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.wire import schema_ids_from_env
 
 

@@ -25,9 +25,9 @@ from faust.streams import _current_event  # where Faust looks for the event a ta
 from faust.types import TP
 
 from pipeline.billing.context import EngineSettings
-from pipeline.settings import Settings
-from pipeline.topic_admin import HEADROOM, batch_message_bytes
-from pipeline.topics import Topics
+from pipeline.clients.topic_admin import HEADROOM, batch_message_bytes
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.wire import decode_usage_batch, encode_tick, schema_ids_from_env
 from pipeline.worker import metrics
 from pipeline.worker.delivery import AckedProducer, Outgoing

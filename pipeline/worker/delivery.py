@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from pipeline.errors import TollgateError
+from pipeline.kernel.errors import TollgateError
 
 
 class DeliveryFailed(TollgateError):

@@ -1,4 +1,4 @@
-"""The figures `tollgate bench pipeline` computes: quantiles from histogram buckets, and the
+"""The figures `python -m benchmarks pipeline` computes: quantiles from histogram buckets, and the
 sustained rate from committed offsets sampled over time."""
 
 from __future__ import annotations
