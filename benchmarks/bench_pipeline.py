@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import random
 import shutil
@@ -45,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +53,14 @@ from typing import IO, Any, TextIO
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from pipeline.clients.metrics_text import (
+    bucket_deltas,
+    counter,
+    histogram_buckets,
+    histogram_quantile,
+    mean,
+    scrape,
+)
 from pipeline.clients.producer import UsageProducer
 from pipeline.clients.topic_admin import admin_client, ensure_topics_for
 from pipeline.kernel.errors import TollgateError
@@ -84,44 +90,6 @@ class BenchError(TollgateError):
 
 
 # --- pure figures (tests/unit/test_bench_percentiles.py) ------------------------------------
-
-
-def histogram_quantile(
-    buckets: Sequence[tuple[float, float]], q: float, *, unobserved: float = 0
-) -> float | None:
-    """The `q` quantile from cumulative histogram buckets `(upper bound, count)`, sorted by
-    bound and ending with +Inf, interpolated linearly inside the bucket the rank falls in (as
-    Prometheus's `histogram_quantile`: the first bucket starts at 0, a rank in the +Inf bucket
-    gives the highest finite bound).
-
-    `unobserved` values are known to lie above every observed one (events not processed yet):
-    they count in the rank, and a rank among them gives None. None too for no values at all."""
-    if not 0 <= q <= 1:
-        raise ValueError("q must be from 0 to 1")
-    observed = buckets[-1][1] if buckets else 0.0
-    if observed + unobserved <= 0:
-        return None
-    rank = q * (observed + unobserved)
-    if rank > observed or observed <= 0:
-        return None
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, count in buckets:
-        if count >= rank and count > lower_count:
-            if math.isinf(bound):
-                return lower_bound
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
-                count - lower_count
-            )
-        lower_bound, lower_count = bound, count
-    return lower_bound
-
-
-def bucket_deltas(
-    before: Sequence[tuple[float, float]], after: Sequence[tuple[float, float]]
-) -> list[tuple[float, float]]:
-    """What was observed between two scrapes of the same histogram."""
-    counts = dict(before)
-    return [(bound, count - counts.get(bound, 0.0)) for bound, count in after]
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,41 +477,6 @@ def drain(
     if window is None:
         raise BenchError(f"{label}: too little progress in {budget:.0f} s to measure a rate")
     return Drain(window, done, total)
-
-
-Metrics = dict[str, list[tuple[str, dict[str, str], float]]]
-
-
-def scrape(port: int) -> Metrics:
-    """Every sample of the worker's /metrics, by family name."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    return {
-        family.name: [(s.name, s.labels, s.value) for s in family.samples]
-        for family in text_string_to_metric_families(text)
-    }
-
-
-def histogram_buckets(metrics: Metrics, name: str) -> list[tuple[float, float]]:
-    buckets = [
-        (float(labels["le"]), value)
-        for sample, labels, value in metrics.get(name, [])
-        if sample == f"{name}_bucket"
-    ]
-    return sorted(buckets)
-
-
-def mean(metrics: Metrics, histogram: str) -> float | None:
-    count = counter(metrics, f"{histogram}_count")
-    return counter(metrics, f"{histogram}_sum") / count if count else None
-
-
-def counter(metrics: Metrics, name: str) -> float:
-    """The value of the sample `name` summed over its labels (a counter, a histogram's sum)."""
-    family = name.removesuffix("_total").removesuffix("_sum").removesuffix("_count")
-    return float(sum(value for sample, _, value in metrics.get(family, []) if sample == name))
 
 
 @dataclass(frozen=True, slots=True)

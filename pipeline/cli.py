@@ -296,11 +296,11 @@ for _command in SINK_COMMANDS:
     show_default=True,
     help="How long to send demo traffic.",
 )
-@click.option("--subscriptions", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--subscriptions", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option(
     "--rate",
     type=click.FloatRange(min=1),
-    default=300,
+    default=2000,
     show_default=True,
     help="Demo events per second.",
 )

@@ -1,9 +1,10 @@
 """`tollgate demo` (what `make up` runs): the whole pipeline on the local stack, live.
 
-A worker, both sinks and a local webhook receiver start; a demo catalogue (AI-token plans with
-fixed and recurring thresholds, one per-subscription override, a graduated API plan) and traffic
-from many subscriptions go in; progress shows events sent, thresholds crossed, invoices written
-and webhooks delivered; a summary is read back from PostgreSQL. Each run has its own topics and
+The intake, a worker, both sinks and a local webhook receiver start; a demo catalogue (AI-token
+plans with fixed and recurring thresholds, one per-subscription override, a graduated API plan)
+and traffic from a thousand subscriptions go in; progress shows events sent and billed per
+second with the p99 from event to outputs acknowledged, thresholds crossed, invoices written and
+webhooks delivered; a summary is read back from PostgreSQL. Each run has its own topics and
 PostgreSQL schema, so it starts clean. Ctrl-C stops it cleanly.
 """
 
@@ -25,6 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.clients.catalog_file import load_catalog_file
+from pipeline.clients.metrics_text import (
+    bucket_deltas,
+    counter,
+    histogram_buckets,
+    histogram_quantile,
+    scrape,
+)
 from pipeline.clients.producer import UsageProducer
 from pipeline.clients.topic_admin import ensure_topics_for
 from pipeline.kernel.commands import Echo
@@ -34,6 +42,8 @@ from pipeline.local.demo_receiver import Receiver
 
 CATALOG = Path(__file__).resolve().parents[2] / "examples" / "catalog.yaml"
 PLANS = ("ai-starter", "ai-starter", "ai-team", "api-growth")
+WORKER_METRICS_PORT = 9471  # the intake serves 9470, the sinks 9472 and 9473
+PROCESSES = 4
 METRIC_OF_PLAN = {"ai-starter": "llm_tokens", "ai-team": "llm_tokens", "api-growth": "api_requests"}
 
 
@@ -44,6 +54,7 @@ def run(settings: Settings, *, seconds: float, subscriptions: int, rate: float, 
             **settings.as_env(),
             "TOLLGATE_TOPIC_PREFIX": f"demo.{run_id}.",
             "TOLLGATE_WORKER_APP_ID": f"demo-{run_id}-worker",
+            "TOLLGATE_INTAKE_GROUP": f"demo-{run_id}-intake",
             "TOLLGATE_DATABASE_SCHEMA": f"demo_{run_id}",
             "TOLLGATE_TICK_INTERVAL": "1",
         }
@@ -59,6 +70,7 @@ def run(settings: Settings, *, seconds: float, subscriptions: int, rate: float, 
     receiver = Receiver()
     receiver.start()
     _register(demo, receiver)
+    live = LiveFigures(WORKER_METRICS_PORT)
     with _processes(demo, run_id, echo) as alive:
         names = _publish_catalog(demo, run_id, subscriptions)
         echo(
@@ -73,9 +85,9 @@ def run(settings: Settings, *, seconds: float, subscriptions: int, rate: float, 
             seconds=seconds,
             rate=rate,
             stop=stop,
-            progress=lambda n: _progress(demo, receiver, n, alive(), echo),
+            progress=lambda n: _progress(demo, receiver, n, alive(), live, echo),
         )
-        _settle(demo, receiver, stop, sent, alive, echo)
+        _settle(demo, receiver, stop, sent, alive, live, echo)
         echo("")
         _summary(demo, receiver, echo)
     receiver.stop()
@@ -99,8 +111,10 @@ def _register(demo: Settings, receiver: Receiver) -> None:
 
 @contextmanager
 def _processes(demo: Settings, run_id: str, echo: Echo) -> Iterator[Callable[[], int]]:
-    """The worker and both sinks as child processes, stopped on the way out whatever happens."""
+    """The intake, the worker and both sinks as child processes, stopped on the way out
+    whatever happens."""
     commands = {
+        "intake": ["intake"],
         "worker": ["worker", "--clock", "wall"],
         "sink-invoices": ["sink", "invoices"],
         "sink-webhooks": ["sink", "webhooks"],
@@ -108,7 +122,8 @@ def _processes(demo: Settings, run_id: str, echo: Echo) -> Iterator[Callable[[],
     demo.log_dir.mkdir(parents=True, exist_ok=True)
     children: list[tuple[subprocess.Popen[bytes], Any]] = []
     for offset, (name, args) in enumerate(commands.items()):
-        env = {**os.environ, **demo.as_env(), "TOLLGATE_METRICS_PORT": str(9470 + offset)}
+        port = WORKER_METRICS_PORT - 1 + offset
+        env = {**os.environ, **demo.as_env(), "TOLLGATE_METRICS_PORT": str(port)}
         log = open(demo.log_dir / f"demo-{run_id}-{name}.log", "wb")  # noqa: SIM115
         child = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", *args],
@@ -130,7 +145,7 @@ def _processes(demo: Settings, run_id: str, echo: Echo) -> Iterator[Callable[[],
                 child.kill()
                 child.wait()
             log.close()
-        echo("worker and sinks stopped")
+        echo("intake, worker and sinks stopped")
 
 
 def _publish_catalog(demo: Settings, run_id: str, count: int) -> list[tuple[str, str]]:
@@ -144,10 +159,10 @@ def _publish_catalog(demo: Settings, run_id: str, count: int) -> list[tuple[str,
                 producer.send_definition(item.kind, item.payload)
         for index in range(count):
             plan = PLANS[index % len(PLANS)]
-            name = f"{run_id}-sub-{index:03d}"
+            name = f"{run_id}-sub-{index:04d}"
             definition: dict[str, Any] = {
                 "external_id": name,
-                "external_customer_id": f"{run_id}-customer-{index:03d}",
+                "external_customer_id": f"{run_id}-customer-{index:04d}",
                 "plan_code": plan,
             }
             if index % 5 == 4 and plan == "ai-starter":
@@ -215,12 +230,39 @@ def _counts(demo: Settings, receiver: Receiver) -> dict[str, int]:
     }
 
 
-def _progress(demo: Settings, receiver: Receiver, sent: int, alive: int, echo: Echo) -> None:
+class LiveFigures:
+    """Events billed per second and the p99 from event to outputs acknowledged since the last
+    look, from the worker's own metrics."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._at = time.monotonic()
+        self._applied = 0.0
+        self._buckets: list[tuple[float, float]] = []
+
+    def line(self) -> str:
+        try:
+            metrics = scrape(self.port)
+        except OSError:
+            return "worker starting"
+        now = time.monotonic()
+        applied = counter(metrics, "tollgate_worker_messages_total")
+        buckets = histogram_buckets(metrics, "tollgate_worker_latency_seconds")
+        rate = (applied - self._applied) / max(now - self._at, 1e-3)
+        p99 = histogram_quantile(bucket_deltas(self._buckets, buckets), 0.99)
+        self._at, self._applied, self._buckets = now, applied, buckets
+        shown = "-" if p99 is None else f"{p99 * 1000:,.0f} ms"
+        return f"billed {rate:>6,.0f}/s, p99 {shown:>8}"
+
+
+def _progress(
+    demo: Settings, receiver: Receiver, sent: int, alive: int, live: LiveFigures, echo: Echo
+) -> None:
     counts = _counts(demo, receiver)
     echo(
-        f"  events sent {sent:>7,} | thresholds crossed {counts['thresholds']:>5,} | invoices "
-        f"written {counts['invoices']:>5,} | webhooks delivered {counts['delivered']:>5,}"
-        + ("" if alive == 3 else f" | {3 - alive} process(es) exited: see the logs")
+        f"  sent {sent:>8,} | {live.line()} | thresholds {counts['thresholds']:>5,} | "
+        f"invoices {counts['invoices']:>5,} | webhooks {counts['delivered']:>5,}"
+        + ("" if alive == PROCESSES else f" | {PROCESSES - alive} process(es) exited: see logs")
     )
 
 
@@ -230,6 +272,7 @@ def _settle(
     stop: threading.Event,
     sent: int,
     alive: Callable[[], int],
+    live: LiveFigures,
     echo: Echo,
 ) -> None:
     """Let the worker and sinks finish what was sent (up to 60 s): counts stop moving."""
@@ -238,7 +281,7 @@ def _settle(
     while not stop.is_set() and time.monotonic() < deadline:
         time.sleep(2)
         counts = _counts(demo, receiver)
-        _progress(demo, receiver, sent, alive(), echo)
+        _progress(demo, receiver, sent, alive(), live, echo)
         if counts == previous and counts["pending"] == 0:
             return
         previous = counts

@@ -50,7 +50,7 @@ def run(settings: Settings, *, clock: str, loglevel: str, echo: Callable[[str], 
             settings.kafka_bootstrap,
             settings.worker_app_id,
             app.conf.broker_client_id,
-            Topics.with_prefix(settings.topic_prefix).usage_events,
+            Topics.with_prefix(settings.topic_prefix).usage_batches,
         ),
     )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
