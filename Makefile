@@ -74,6 +74,11 @@ test: lint stack-up ## Lint, start the stack, run every test (unit, scenarios, i
 	@rc=0; TOLLGATE_ENGINE=$(ENGINE) $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
+.PHONY: chaos
+chaos: install stack-up ## Kill -9 the worker, the intake and a broker of its own, many rounds (ROUNDS=8)
+	TOLLGATE_CHAOS_ROUNDS=$(or $(ROUNDS),8) TOLLGATE_ENGINE=$(ENGINE) \
+		$(BIN)/pytest $(PYTEST_ARGS) tests/integration/test_chaos.py
+
 # Benchmarks: each one is `python -m benchmarks NAME [options]` (benchmarks/__main__.py)
 
 .PHONY: bench-core
