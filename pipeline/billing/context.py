@@ -34,13 +34,16 @@ class StepContext:
         "accepted",
         "catalog",
         "counts",
+        "credit_notes",
         "defined",
         "duplicates",
+        "invoices",
         "now",
         "now_us",
         "outputs",
         "rejections",
         "settings",
+        "thresholds",
         "touched",
         "uncharged",
     )
@@ -59,11 +62,21 @@ class StepContext:
         self.accepted = 0
         self.duplicates = 0
         self.uncharged = 0
+        self.invoices = 0
+        self.thresholds = 0
+        self.credit_notes = 0
 
     def totals(self) -> dict[str, int]:
         """Every counter of the run, for the shell's metrics."""
         totals = dict(self.counts)
-        for name in ("accepted", "duplicates", "uncharged"):
+        for name in (
+            "accepted",
+            "duplicates",
+            "uncharged",
+            "invoices",
+            "thresholds",
+            "credit_notes",
+        ):
             value = getattr(self, name)
             if value:
                 totals[name] = value
