@@ -17,10 +17,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.compiled_engine import MODES as ENGINE_MODES
 from pipeline.errors import TollgateError
+
+if TYPE_CHECKING:
+    from pipeline.billing.context import EngineSettings
 
 PREFIX = "TOLLGATE_"
 
@@ -486,6 +489,19 @@ class Settings:
             spec.metadata["env"]: _env_text(getattr(self, spec.name))
             for spec in dataclasses.fields(self)
         }
+
+    def engine_settings(self, *, journal: bool = False) -> EngineSettings:
+        """The billing semantics these settings ask for: the same for the worker and for
+        `tollgate replay` (allowed lateness, de-duplication window)."""
+        from datetime import timedelta
+
+        from pipeline.billing.context import EngineSettings
+
+        return EngineSettings(
+            allowed_lateness=timedelta(seconds=self.allowed_lateness),
+            dedupe_window=timedelta(days=self.dedupe_window_days),
+            journal=journal,
+        )
 
     # Derived locations and addresses.
 

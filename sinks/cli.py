@@ -144,6 +144,9 @@ class _Started(NamedTuple):
 
 def _start(settings: Settings, options: dict[str, Any], sink_name: str) -> _Started:
     """Logging, signals, metrics; refuses to run on a schema with migrations pending."""
+    import os
+
+    from pipeline.producer import schema_ids
     from pipeline.topics import Topics
     from sinks import runtime
     from sinks.consumer import LoopConfig
@@ -171,6 +174,7 @@ def _start(settings: Settings, options: dict[str, Any], sink_name: str) -> _Star
         group=options["group"],
         batch_size=options["batch_size"] or settings.sink_batch_size,
         batch_wait=settings.sink_batch_wait,
+        ids=schema_ids(os.environ),
     )
     return _Started(stop, runtime.Activity(options["idle_exit"]), database, loop)
 

@@ -14,7 +14,6 @@ import weakref
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 import faust
@@ -33,11 +32,8 @@ CLOCKS = ("wall", "records")
 
 
 def engine_settings(settings: Settings) -> EngineSettings:
-    return EngineSettings(
-        allowed_lateness=timedelta(seconds=settings.allowed_lateness),
-        dedupe_window=timedelta(days=settings.dedupe_window_days),
-        journal=True,  # the window is stored a record per transaction id (partition.py)
-    )
+    # The window is stored a record per transaction id (partition.py).
+    return settings.engine_settings(journal=True)
 
 
 def faust_settings(settings: Settings, store: str | None = None) -> dict[str, Any]:
