@@ -153,7 +153,7 @@ class _Shown:
 def _short(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _INT_BOUND:
         return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
-    text = repr(value)
+    text = repr(str(value)) if isinstance(value, Decimal) else repr(value)  # as written
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -53,7 +53,7 @@ def _from_seconds(seconds: Decimal, original: object) -> datetime:
 def _short(value: object) -> str:
     if isinstance(value, int) and value.bit_length() > 64:
         return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
-    text = repr(value)
+    text = repr(str(value)) if isinstance(value, Decimal) else repr(value)  # as written
     return text if len(text) <= 60 else text[:57] + "..."
 
 

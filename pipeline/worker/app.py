@@ -27,6 +27,7 @@ from pipeline.worker import metrics
 from pipeline.worker.records import InputMessage
 from pipeline.worker.runner import Destinations, Runner, TableAccess
 from pipeline.worker.stall import StallWatch
+from pipeline.worker.supervision import supervised
 
 CLOCKS = ("wall", "records")
 
@@ -112,6 +113,7 @@ def build_app(
     watch = StallWatch(settings.worker_stall_timeout)
 
     @app.agent(usage, concurrency=1)
+    @supervised("the ledger agent")  # an agent that dies ends the process (supervision.py)
     async def ledger(stream: Any) -> None:  # a faust Stream: `take_events` is not on StreamT
         within = settings.worker_batch_wait
         async for events in stream.take_events(settings.worker_batch_size, within=within):
@@ -122,6 +124,7 @@ def build_app(
                 watch.applied(partition, group[-1].message.offset, time.monotonic())
 
     @app.agent(subscriptions, concurrency=1)
+    @supervised("the forward_subscriptions agent")
     async def forward_subscriptions(stream: faust.StreamT[bytes]) -> None:
         """Subscription records sent to their own topic join the one ordered input."""
         async for event in stream.events():
@@ -135,6 +138,7 @@ def build_app(
     if clock == "wall":
 
         @app.timer(interval=settings.tick_interval, on_leader=True)  # type: ignore[misc]
+        @supervised("the ticker")
         async def tick() -> None:
             """Quiet partitions still close their periods: every partition hears the clock."""
             for partition in range(settings.partitions):
