@@ -11,7 +11,7 @@ import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
 from pipeline.billing import catalog as defs
@@ -234,7 +234,7 @@ class Ledger:
                 else f"internal error while applying this definition: {describe_error(error)}"
             )
             ctx.rejections.append(
-                Rejection(Reason.INVALID_DEFINITION, message, record.ref, record.payload)
+                Rejection(Reason.INVALID_DEFINITION, brief(message), record.ref, record.payload)
             )
         finally:
             self._undo = None
@@ -507,7 +507,7 @@ class Ledger:
         record: Record,
         subscription: str | None,
     ) -> None:
-        rejection = Rejection(reason, message, record.ref, record.payload, subscription)
+        rejection = Rejection(reason, brief(message), record.ref, record.payload, subscription)
         self._report_event_error(rejection, ctx)
 
     @staticmethod
@@ -600,8 +600,32 @@ def _text_id(value: object) -> str | None:
     return text_id(value)
 
 
-def _plain(payload: object) -> object:
-    """The input as far as it decoded (bytes as text) for an `event.error` body."""
+def _plain(payload: object, depth: int = 0) -> object:
+    """The input as far as it decoded, as strict JSON can carry it, for an `event.error` body:
+    bytes as text, NaN and infinities as their text, nesting cut at `_BODY_DEPTH` levels (the
+    body's own levels included, a reader refuses deeper JSON), any other value as its text."""
+    if payload is None or isinstance(payload, (str, bool, int)):
+        return payload
     if isinstance(payload, bytes):
         return payload.decode("utf-8", errors="replace")
-    return payload
+    if isinstance(payload, Decimal):
+        return payload if payload.is_finite() else str(payload)
+    if isinstance(payload, float):
+        return payload if payload == payload and abs(payload) != _INFINITY else repr(payload)
+    if depth >= _BODY_DEPTH:
+        return "…"
+    if isinstance(payload, Mapping):
+        return {str(key): _plain(value, depth + 1) for key, value in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [_plain(value, depth + 1) for value in payload]
+    return str(payload)
+
+
+_BODY_DEPTH = 56
+_INFINITY = float("inf")
+_MESSAGE_CHARS = 1000
+
+
+def brief(message: str) -> str:
+    """A rejection's message, cut to a readable length (a hostile value may be huge)."""
+    return message if len(message) <= _MESSAGE_CHARS else message[: _MESSAGE_CHARS - 1] + "…"
