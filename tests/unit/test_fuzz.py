@@ -103,13 +103,7 @@ numbers = (
     | st.decimals()
     | st.decimals(places=3, min_value=-1000, max_value=1000)
 )
-scalars = (
-    st.none()
-    | st.booleans()
-    | numbers
-    | st.text(max_size=20)
-    | st.just("x" * 200_000)
-)
+scalars = st.none() | st.booleans() | numbers | st.text(max_size=20) | st.just("x" * 200_000)
 json_trees = st.recursive(
     scalars,
     lambda children: st.lists(children, max_size=4)
@@ -238,26 +232,29 @@ thresholds = st.lists(
     ),
     max_size=4,
 )
-timezones = st.sampled_from(
-    [
-        "UTC",
-        "Europe/Paris",
-        "Pacific/Kiritimati",
-        "Pacific/Pago_Pago",
-        "America/St_Johns",
-        "Asia/Kathmandu",
-        "Etc/GMT+12",
-        "Etc/GMT-14",
-        "",
-        "../../etc/passwd",
-        "/etc/localtime",
-        "a" * 300,
-        "Mars/Olympus",
-        "UTC\n",
-        "\x00",
-        "utc",
-    ]
-) | anything
+timezones = (
+    st.sampled_from(
+        [
+            "UTC",
+            "Europe/Paris",
+            "Pacific/Kiritimati",
+            "Pacific/Pago_Pago",
+            "America/St_Johns",
+            "Asia/Kathmandu",
+            "Etc/GMT+12",
+            "Etc/GMT-14",
+            "",
+            "../../etc/passwd",
+            "/etc/localtime",
+            "a" * 300,
+            "Mars/Olympus",
+            "UTC\n",
+            "\x00",
+            "utc",
+        ]
+    )
+    | anything
+)
 
 
 @st.composite
@@ -423,7 +420,9 @@ VALID_ENCODINGS = [
     encode_usage_event({**good_event(2, "s1", "tokens"), "timestamp": "2025-01-01T00:00:00Z"}),
     encode_catalog_record(CatalogRecord("billable_metric", "tokens", METRICS[1])),
     encode_subscription_record(
-        SubscriptionRecord.upsert({"external_id": "s9", "external_customer_id": "c", "plan_code": "p"})
+        SubscriptionRecord.upsert(
+            {"external_id": "s9", "external_customer_id": "c", "plan_code": "p"}
+        )
     ),
     encode_subscription_record(SubscriptionRecord.terminate("s1")),
     encode_tick(),
