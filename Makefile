@@ -22,7 +22,7 @@ ENGINE ?= compiled
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install engine engine-clean lint format stack-up up down status reset test
+.PHONY: help install engine engine-clean lint format stack-up up down status reset test fuzz
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -73,6 +73,11 @@ reset: install ## Empty topics, consumer groups, worker state and tables
 test: lint stack-up ## Lint, start the stack, run every test (unit, scenarios, integration)
 	@rc=0; TOLLGATE_ENGINE=$(ENGINE) $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+FUZZ_EXAMPLES ?= 20000
+
+fuzz: install ## Long fuzzing campaign (FUZZ_EXAMPLES per property); prints how many examples ran
+	TOLLGATE_ENGINE=$(ENGINE) TOLLGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m tests.unit.test_fuzz
 
 # Benchmarks
 

@@ -244,6 +244,8 @@ class Ledger:
         undo = self._undo
         if undo is not None and sub.external_id not in undo.subscriptions:
             undo.subscriptions[sub.external_id] = sub.clone()
+            if sub.external_id not in undo.ctx.touched:
+                undo.untouched.append(sub.external_id)
 
     def _save_entry(self, kind: str, key: str) -> None:
         """Keep a catalogue entry (None: absent) before a definition replaces it."""
@@ -259,9 +261,15 @@ class Ledger:
         else:
             old = catalog.customers.get(key)
         undo.entries.append((kind, key, old))
+        if (kind, key) not in undo.ctx.defined:
+            undo.undefined.append((kind, key))
 
     def _rollback(self, undo: _Undo, ctx: StepContext) -> None:
         undo.mark.restore(ctx)
+        for external_id in undo.untouched:
+            ctx.touched.discard(external_id)
+        for entry in undo.undefined:
+            ctx.defined.discard(entry)
         catalog = self.catalog
         for kind, key, old in reversed(undo.entries):
             if kind == "billable_metric":
@@ -344,6 +352,7 @@ class Ledger:
             self._save(sub)
         elif self._undo is not None:
             self._undo.subscriptions[definition.external_id] = None  # absent before
+            self._undo.untouched.append(definition.external_id)
         if sub is not None and sub.status in (PENDING, ACTIVE):
             self._update_subscription(sub, definition, ctx)
             return
@@ -527,7 +536,9 @@ class Ledger:
 
 
 class _CtxMark:
-    """What a run had emitted and counted at one point, to return to it."""
+    """What a run had emitted and counted at one point, to return to it. O(1) but for the few
+    named counters: `touched` and `defined` are put right by `_rollback` (a close adds nothing
+    to them before it succeeds)."""
 
     def __init__(self, ctx: StepContext) -> None:
         self.outputs = len(ctx.outputs)
@@ -541,8 +552,6 @@ class _CtxMark:
             ctx.thresholds,
             ctx.credit_notes,
         )
-        self.touched = set(ctx.touched)
-        self.defined = set(ctx.defined)
 
     def restore(self, ctx: StepContext) -> None:
         del ctx.outputs[self.outputs :]
@@ -557,8 +566,6 @@ class _CtxMark:
             ctx.thresholds,
             ctx.credit_notes,
         ) = self.ints
-        ctx.touched = self.touched
-        ctx.defined = self.defined
 
 
 class _Undo:
@@ -566,9 +573,12 @@ class _Undo:
     catalogue entries (kind, key, old value or None)."""
 
     def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
         self.mark = _CtxMark(ctx)
         self.subscriptions: dict[str, SubscriptionState | None] = {}
         self.entries: list[tuple[str, str, Any]] = []
+        self.untouched: list[str] = []  # saved ids the run had not touched before
+        self.undefined: list[tuple[str, str]] = []  # saved entries it had not defined before
 
 
 def _put(mapping: dict[str, Any], key: str, value: object) -> None:

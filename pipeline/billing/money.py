@@ -89,7 +89,9 @@ def parse_amount(text: object, field: str) -> Decimal:
     Raises `ValueError` naming `field` so the definition can be refused with a clear message.
     """
     if isinstance(text, bool) or not isinstance(text, (str, int)):
-        raise ValueError(f"{field} must be a decimal string, got {_short(text)}")
+        shown = repr(text)  # `Decimal('0.5')`: catalog_file hints at quoting it
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ValueError(f"{field} must be a decimal string, got {shown}")
     if isinstance(text, int):
         if -_INT_BOUND < text < _INT_BOUND:
             return Decimal(text)
