@@ -471,7 +471,7 @@ class Ledger:
                 sub.held.append(HeldEvent(timestamp, timestamp_us, seq + 1, code, value))
             else:
                 add_usage(sub, ctx, code, value, timestamp_us, seq + 1)
-        except Exception as error:
+        except Exception as failure:  # not `error`: mypyc types a name once per function
             if accumulator is not None:
                 accumulator.undo(mark, value, timestamp_us, seq + 1)
             elif not held:
@@ -484,7 +484,7 @@ class Ledger:
             sub.invoices, sub.progressive = invoices, progressive
             del ctx.outputs[n_outputs:]
             ctx.invoices, ctx.thresholds, ctx.uncharged = ctx_counts
-            return Reason.INTERNAL_ERROR, internal_error_message(error)
+            return Reason.INTERNAL_ERROR, internal_error_message(failure)
         ctx.touched.add(sub.external_id)
         ctx.accepted += 1
         return None, ""
