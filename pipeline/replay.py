@@ -95,7 +95,10 @@ def replay(
             continue
         transition = ledger.step(record)
         for rejection in transition.rejections:
-            if rejection.reason == "invalid_definition":
+            # An event's own rejection is its `event.error` body; these have none.
+            if rejection.reason == "invalid_definition" or (
+                rejection.reason == "internal_error" and rejection.ref != record.ref
+            ):
                 yield Problem(number, _describe(rejection))
         yield from transition.outputs
         touched |= transition.touched

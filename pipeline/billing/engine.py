@@ -95,6 +95,9 @@ class Ledger:
         self._journal = self.settings.journal
         self._max_future_us = micros(EPOCH + self.settings.max_future)
         self._undo: _Undo | None = None  # while a definition applies: what it changed
+        # Subscriptions whose start or close raised: left as they were, not retried by this
+        # ledger (a restart, i.e. a new ledger, tries again).
+        self.quarantined: set[str] = set()
 
     # -- the transition ------------------------------------------------------------------------
 
@@ -176,8 +179,8 @@ class Ledger:
         while self._due and self._due[0][0] <= ctx.now:
             due, external_id = heapq.heappop(self._due)
             sub = self.subscriptions.get(external_id)
-            if sub is None or self._due_time(sub) != due:
-                continue  # superseded entry
+            if sub is None or self._due_time(sub) != due or external_id in self.quarantined:
+                continue  # superseded entry, or a subscription left as it was
             if sub.status != PENDING and held_back == (
                 external_id,
                 sub.period.end if sub.period else None,
@@ -193,6 +196,7 @@ class Ledger:
             except Exception as error:
                 mark.restore(ctx)
                 self.subscriptions[external_id] = before
+                self.quarantined.add(external_id)
                 what = "starting" if before.status == PENDING else "closing the period of"
                 ctx.rejections.append(
                     Rejection(

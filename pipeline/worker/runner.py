@@ -4,18 +4,21 @@ wait for the broker, then write the state (in that order: see partition.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pipeline.billing.context import EngineSettings
-from pipeline.billing.rejections import Rejection
+from pipeline.billing.rejections import Reason, Rejection
 from pipeline.billing.webhooks import Output
 from pipeline.wire import DeadLetter, OutputRecord, SchemaIds, encode_dead_letter, encode_output
 from pipeline.wire.jsontext import dumps
 from pipeline.worker import metrics
 from pipeline.worker.partition import Batch, PartitionBook
 from pipeline.worker.records import InputMessage
+
+log = logging.getLogger("tollgate.worker")
 
 # A dead letter repeats at most this much of the original message (the rest is counted).
 DEAD_LETTER_ORIGINAL_BYTES = 512 * 1024
@@ -128,8 +131,11 @@ class Runner:
         metrics.UNCHARGED.inc(counts.get("uncharged", 0))
         metrics.THRESHOLDS.inc(counts.get("thresholds", 0))
         metrics.CREDIT_NOTES.inc(counts.get("credit_notes", 0))
-        for rejection, _ in batch.rejections:
+        for rejection, message in batch.rejections:
             metrics.DEAD_LETTERS.labels(rejection.reason.value).inc()
+            if rejection.reason is Reason.INTERNAL_ERROR:  # a bug, contained: say so
+                where = message.ref if message else "-"
+                log.error("dead-lettered %s: %s", where, rejection.message)
         for output in batch.outputs:
             if output.webhook_type == "invoice.created":
                 metrics.INVOICES.labels(output.body["invoice"]["invoice_type"]).inc()

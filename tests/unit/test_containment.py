@@ -323,3 +323,55 @@ def test_in_the_worker_the_record_becomes_a_dead_letter_with_its_bytes_and_offse
 
 def _key(kind: str) -> str:
     return kind
+
+
+@source_only
+def test_replay_reports_a_contained_close_on_stderr(monkeypatch):
+    from pipeline.replay import Problem, replay
+
+    def fail(sub: Any, ctx: Any) -> None:
+        raise ValueError("injected at close")
+
+    monkeypatch.setattr(engine_module, "close_period", fail)
+    lines = [
+        json.dumps({"at": "2025-01-01T00:00:00Z", "type": r.kind, r.kind: r.payload})
+        for r in catalog()
+    ]
+    lines.append(json.dumps({"at": "2025-02-02T00:00:00Z", "type": "tick"}))
+    problems = [item for item in replay(lines) if isinstance(item, Problem)]
+    assert [p.line for p in problems] == [len(lines), len(lines)]
+    assert all("internal_error" in p.message and "injected at close" in p.message for p in problems)
+
+
+def test_the_monkeypatching_tests_also_run_under_make_test():
+    """`make test` runs the compiled engine, whose functions cannot be patched: the tests above
+    that patch them run again in a child process on the sources."""
+    if in_use() == "source":
+        pytest.skip("they ran in this process")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TOLLGATE_ENGINE": "source", "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            __file__,
+            "-k",
+            "not also_run_under_make_test",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]
