@@ -34,7 +34,12 @@ def parse_instant(value: object) -> datetime:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
             raise ValueError(f"expected Unix seconds or ISO-8601, got {_short(value)}") from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-14:00 is in year 10000 in UTC
+            raise ValueError(f"timestamp out of range: {_short(value)}") from None
     raise ValueError(f"expected Unix seconds or ISO-8601, got {type(value).__name__}")
 
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.billing.engine import Ledger, Record, Transition
@@ -400,6 +400,16 @@ def test_hostile_events_and_definitions_never_stop_billing(
 
 @examples(300)
 @given(st.lists(hostile_events(), min_size=1, max_size=8))
+@example(  # found by `make fuzz`: year 10000 once converted to UTC
+    [
+        {
+            "transaction_id": "0",
+            "external_subscription_id": "s1",
+            "code": "calls",
+            "timestamp": "9999-12-31T23:59:59-14:00",
+        }
+    ]
+)
 def test_hostile_events_alone(events: list[Any]) -> None:
     RAN["hostile events"] += 1
     records = base_records()
