@@ -22,7 +22,7 @@ ENGINE ?= compiled
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install engine engine-clean lint format stack-up up down status reset test
+.PHONY: help install engine engine-clean lint format stack-up up down status reset test fuzz
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -78,6 +78,11 @@ test: lint stack-up ## Lint, start the stack, run every test (unit, scenarios, i
 chaos: install stack-up ## Kill -9 the worker, the intake and a broker of its own, many rounds (ROUNDS=8)
 	TOLLGATE_CHAOS_ROUNDS=$(or $(ROUNDS),8) TOLLGATE_ENGINE=$(ENGINE) \
 		$(BIN)/pytest $(PYTEST_ARGS) tests/integration/test_chaos.py
+
+FUZZ_EXAMPLES ?= 20000
+
+fuzz: install ## Long fuzzing campaign (FUZZ_EXAMPLES per property); prints how many examples ran
+	TOLLGATE_ENGINE=$(ENGINE) TOLLGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m tests.unit.test_fuzz
 
 # Benchmarks: each one is `python -m benchmarks NAME [options]` (benchmarks/__main__.py)
 

@@ -111,13 +111,25 @@ def dev_reset(settings: StackSettings) -> None:
     show_default=True,
     help="Records per micro-batch, as the stream app groups them; the output does not change.",
 )
-def replay(timeline: str, batch_size: int) -> None:
-    """Print the webhook bodies a timeline (spec §9) produces, one JSON object per line."""
+@pass_settings
+def replay(settings: Settings, timeline: str, batch_size: int) -> None:
+    """Print the webhook bodies a timeline (spec §9) produces, one JSON object per line.
+
+    Bills with the worker's engine settings (TOLLGATE_ALLOWED_LATENESS,
+    TOLLGATE_DEDUPE_WINDOW_DAYS)."""
     import sys
 
+    from pipeline.billing.context import EngineSettings
     from pipeline.replay import run_file
 
-    sys.exit(run_file(timeline, batch_size=batch_size, out=sys.stdout, err=sys.stderr))
+    code = run_file(
+        timeline,
+        batch_size=batch_size,
+        out=sys.stdout,
+        err=sys.stderr,
+        settings=EngineSettings.of(settings.allowed_lateness, settings.dedupe_window_days),
+    )
+    sys.exit(code)
 
 
 @main.command()

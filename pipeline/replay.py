@@ -95,7 +95,10 @@ def replay(
             continue
         transition = ledger.step(record)
         for rejection in transition.rejections:
-            if rejection.reason == "invalid_definition":
+            # An event's own rejection is its `event.error` body; these have none.
+            if rejection.reason == "invalid_definition" or (
+                rejection.reason == "internal_error" and rejection.ref != record.ref
+            ):
                 yield Problem(number, _describe(rejection))
         yield from transition.outputs
         touched |= transition.touched
@@ -116,12 +119,19 @@ def _describe(rejection: Rejection) -> str:
     return f"{rejection.reason}: {rejection.message}"
 
 
-def run_file(path: str, *, batch_size: int, out: TextIO, err: TextIO) -> int:
+def run_file(
+    path: str,
+    *,
+    batch_size: int,
+    out: TextIO,
+    err: TextIO,
+    settings: EngineSettings | None = None,
+) -> int:
     """`tollgate replay`: webhook bodies on `out`, one JSON object per line; problems and a
     closing summary on `err`. Returns the exit status (0: every line was read)."""
     outputs = problems = 0
     with open(path, encoding="utf-8") as timeline:
-        for item in replay(timeline, batch_size=batch_size):
+        for item in replay(timeline, batch_size=batch_size, settings=settings):
             if isinstance(item, Problem):
                 problems += 1
                 err.write(f"{path}:{item.line}: {item.message}\n")

@@ -144,7 +144,10 @@ class _Started(NamedTuple):
 
 def _start(settings: Settings, options: dict[str, Any], sink_name: str) -> _Started:
     """Logging, signals, metrics; refuses to run on a schema with migrations pending."""
+    import os
+
     from pipeline.kernel.topics import Topics
+    from pipeline.wire import schema_ids_from_env
     from sinks.common import runtime
     from sinks.common.consumer import LoopConfig
     from sinks.common.db import Database
@@ -171,6 +174,7 @@ def _start(settings: Settings, options: dict[str, Any], sink_name: str) -> _Star
         group=options["group"],
         batch_size=options["batch_size"] or settings.sink_batch_size,
         batch_wait=settings.sink_batch_wait,
+        ids=schema_ids_from_env(dict(os.environ)),
     )
     return _Started(stop, runtime.Activity(options["idle_exit"]), database, loop)
 

@@ -53,6 +53,15 @@ class Accumulator:
         """The aggregated value; `Decimal(0)` when no event was added."""
         raise NotImplementedError
 
+    def mark(self) -> Any:
+        """What `undo` needs to take back the next `add` (O(1): the per-event path calls it)."""
+        raise NotImplementedError
+
+    def undo(self, mark: Any, value: Any, timestamp_us: int, seq: int) -> None:
+        """Back to the state `mark` was taken in, whether the `add` that followed it (with these
+        arguments) completed or not: containment of an unexpected error (engine.py)."""
+        raise NotImplementedError
+
     def to_state(self) -> list[object]:
         """A compact JSON-ready form (Decimals as strings); the caller versions it."""
         raise NotImplementedError
@@ -93,6 +102,13 @@ class CountAccumulator(Accumulator):
 
     def units(self) -> Decimal:
         return self._units
+
+    def mark(self) -> Any:
+        return self._units  # count == int(_units)
+
+    def undo(self, mark: Any, value: Any, timestamp_us: int, seq: int) -> None:
+        self._units = mark
+        self.count = int(mark)
 
     def to_state(self) -> list[object]:
         return [self.count]
@@ -137,6 +153,12 @@ class SumAccumulator(Accumulator):
     def units(self) -> Decimal:
         return self.total
 
+    def mark(self) -> Any:
+        return (self.count, self.total)
+
+    def undo(self, mark: Any, value: Any, timestamp_us: int, seq: int) -> None:
+        self.count, self.total = mark
+
     def to_state(self) -> list[object]:
         return [self.count, str(self.total)]
 
@@ -177,6 +199,20 @@ class OrderedSumAccumulator(SumAccumulator):
         self._values.insert(at, value)
         self._running.insert(at, value)
         self._recompute_running(at)
+
+    def mark(self) -> Any:
+        return (self.count, self.total, self._negatives, len(self._keys))
+
+    def undo(self, mark: Any, value: Any, timestamp_us: int, seq: int) -> None:
+        self.count, self.total, self._negatives, length = mark
+        keys, values, running = self._keys, self._values, self._running
+        at = bisect_left(keys, (timestamp_us, seq))
+        if len(keys) > length and at < len(keys) and keys[at] == (timestamp_us, seq):
+            del keys[at]
+        for items in (values, running):  # an add cut short may have reached either list
+            if len(items) > len(keys):
+                del items[at]
+        self._recompute_running(min(at, len(values)))
 
     def _recompute_running(self, start: int) -> None:
         running, values = self._running, self._values
@@ -219,6 +255,12 @@ class MaxAccumulator(Accumulator):
     def units(self) -> Decimal:
         return _ZERO if self.maximum is None else self.maximum
 
+    def mark(self) -> Any:
+        return (self.count, self.maximum)
+
+    def undo(self, mark: Any, value: Any, timestamp_us: int, seq: int) -> None:
+        self.count, self.maximum = mark
+
     def to_state(self) -> list[object]:
         return [self.count, None if self.maximum is None else str(self.maximum)]
 
@@ -249,6 +291,12 @@ class LatestAccumulator(Accumulator):
     def units(self) -> Decimal:
         return _ZERO if self.value is None else self.value
 
+    def mark(self) -> Any:
+        return (self.count, self.value, self.timestamp_us, self.seq)
+
+    def undo(self, mark: Any, value: Any, timestamp_us: int, seq: int) -> None:
+        self.count, self.value, self.timestamp_us, self.seq = mark
+
     def to_state(self) -> list[object]:
         value = None if self.value is None else str(self.value)
         return [self.count, value, self.timestamp_us, self.seq]
@@ -268,6 +316,14 @@ class UniqueCountAccumulator(Accumulator):
 
     def units(self) -> Decimal:
         return Decimal(len(self.keys))
+
+    def mark(self) -> Any:
+        return (self.count, len(self.keys))
+
+    def undo(self, mark: Any, value: Any, timestamp_us: int, seq: int) -> None:
+        self.count, size = mark
+        if len(self.keys) > size:
+            self.keys.discard(value)
 
     def to_state(self) -> list[object]:
         return [self.count, sorted(self.keys)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.billing.aggregation import AGGREGATION_TYPES
@@ -18,6 +18,8 @@ from pipeline.billing.money import parse_amount
 from pipeline.billing.periods import BILLING_TIMES, INTERVALS
 from pipeline.billing.pricing import ChargeModel, parse_charge_model
 from pipeline.billing.timestamps import parse_instant
+
+_QUIET = Context(prec=60, traps=[])
 
 
 class DefinitionError(ValueError):
@@ -246,13 +248,38 @@ def _flag(obj: Mapping[str, object], key: str, what: str, default: bool) -> bool
     return value
 
 
+_CENTS_BOUND = 10**15  # spec §2's bound, for amounts in cents too
+
+
 def _cents(obj: Mapping[str, object], key: str, what: str, default: int | None = None) -> int:
+    """An integer number of cents below 10^15 in magnitude (an integral JSON decimal such as
+    `1.0E+3` too), bounded before any arithmetic or conversion."""
     value = obj.get(key, default)
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and not _too_large(value)
+        and value == value.to_integral_value(context=_QUIET)
+    ):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, Decimal) and value == value.to_integral_value():
-            return int(value)
-        raise DefinitionError(f"{what}: {key} must be an integer number of cents, got {value!r}")
+        raise DefinitionError(
+            f"{what}: {key} must be an integer number of cents, got {_short(value)}"
+        )
+    if not -_CENTS_BOUND < value < _CENTS_BOUND:
+        raise DefinitionError(f"{what}: {key} is out of range (must be below 10^15)")
     return value
+
+
+def _too_large(value: Decimal) -> bool:
+    return bool(value) and value.adjusted() >= 15
+
+
+def _short(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _mapping(value: object, what: str) -> Mapping[str, object]:

@@ -26,6 +26,18 @@ class EngineSettings:
     # incrementally instead of rewriting it with every state.
     journal: bool = False
 
+    @classmethod
+    def of(
+        cls, allowed_lateness_s: float, dedupe_window_days: int, *, journal: bool = False
+    ) -> EngineSettings:
+        """From the shells' settings (TOLLGATE_ALLOWED_LATENESS, TOLLGATE_DEDUPE_WINDOW_DAYS):
+        the worker and `tollgate replay` bill with the same semantics."""
+        return cls(
+            allowed_lateness=timedelta(seconds=allowed_lateness_s),
+            dedupe_window=timedelta(days=dedupe_window_days),
+            journal=journal,
+        )
+
 
 class StepContext:
     """One run of records: the world as it is for the current record, and what the run emits."""
@@ -34,13 +46,16 @@ class StepContext:
         "accepted",
         "catalog",
         "counts",
+        "credit_notes",
         "defined",
         "duplicates",
+        "invoices",
         "now",
         "now_us",
         "outputs",
         "rejections",
         "settings",
+        "thresholds",
         "touched",
         "uncharged",
     )
@@ -59,11 +74,21 @@ class StepContext:
         self.accepted = 0
         self.duplicates = 0
         self.uncharged = 0
+        self.invoices = 0
+        self.thresholds = 0
+        self.credit_notes = 0
 
     def totals(self) -> dict[str, int]:
         """Every counter of the run, for the shell's metrics."""
         totals = dict(self.counts)
-        for name in ("accepted", "duplicates", "uncharged"):
+        for name in (
+            "accepted",
+            "duplicates",
+            "uncharged",
+            "invoices",
+            "thresholds",
+            "credit_notes",
+        ):
             value = getattr(self, name)
             if value:
                 totals[name] = value

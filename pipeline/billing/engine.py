@@ -11,12 +11,12 @@ import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
 from pipeline.billing import catalog as defs
 from pipeline.billing import webhooks
-from pipeline.billing.catalog import Catalog, DefinitionError
+from pipeline.billing.catalog import Catalog, DefinitionError, applicable_thresholds
 from pipeline.billing.context import EngineSettings, StepContext
 from pipeline.billing.events import (
     EventShapeError,
@@ -75,7 +75,15 @@ class Transition:
 
 
 class Ledger:
-    """Clearly-owned mutable state; `step` is its only mutator."""
+    """Clearly-owned mutable state; `step` is its only mutator.
+
+    Containment: an unexpected exception while applying one record (a bug, not bad input) is
+    caught, what the record changed is undone, and the record is reported with reason
+    `internal_error` (a definition: `invalid_definition`); every other record is billed. The
+    per-event path pays for this with a few local variables: it undoes its own changes (the
+    accumulator's `mark`/`undo`). Rare steps (definitions, terminations, period closes) clone
+    each subscription before changing it (`_Undo`, `_advance`).
+    """
 
     def __init__(self, settings: EngineSettings | None = None, catalog: Catalog | None = None):
         self.settings = settings or EngineSettings()
@@ -86,6 +94,10 @@ class Ledger:
         self._window_s = self.settings.dedupe_window.total_seconds()
         self._journal = self.settings.journal
         self._max_future_us = micros(EPOCH + self.settings.max_future)
+        self._undo: _Undo | None = None  # while a definition applies: what it changed
+        # Subscriptions whose start or close raised: left as they were, not retried by this
+        # ledger (a restart, i.e. a new ledger, tries again).
+        self.quarantined: set[str] = set()
 
     # -- the transition ------------------------------------------------------------------------
 
@@ -98,7 +110,10 @@ class Ledger:
         ctx = StepContext(self.clock or EPOCH, self.catalog, self.settings)
         with localcontext(ENGINE_CONTEXT):
             for record in records:
-                self._step(record, ctx)
+                try:
+                    self._step(record, ctx)
+                except Exception as error:  # a bug met before this record changed anything
+                    self._contain(record, ctx, error)
         return Transition(
             tuple(ctx.outputs),
             tuple(ctx.rejections),
@@ -156,18 +171,45 @@ class Ledger:
             heapq.heappush(self._due, (due, sub.external_id))
 
     def _advance(self, ctx: StepContext, held_back: tuple[str, datetime] | None) -> None:
-        """Activate and close everything due by `ctx.now`, in (due time, external id) order."""
+        """Activate and close everything due by `ctx.now`, in (due time, external id) order.
+
+        A close that raises is undone and that subscription is left as it was, unscheduled (its
+        later events are held, not lost) and reported `internal_error`; the others go on. A
+        restart schedules it again."""
         while self._due and self._due[0][0] <= ctx.now:
             due, external_id = heapq.heappop(self._due)
-            sub = self.subscriptions[external_id]
-            if self._due_time(sub) != due:
-                continue  # superseded entry
-            if sub.status == PENDING:
-                activate(sub, ctx)
-            elif held_back and held_back == (external_id, sub.period.end if sub.period else None):
+            sub = self.subscriptions.get(external_id)
+            if sub is None or self._due_time(sub) != due or external_id in self.quarantined:
+                continue  # superseded entry, or a subscription left as it was
+            if sub.status != PENDING and held_back == (
+                external_id,
+                sub.period.end if sub.period else None,
+            ):
                 continue  # this boundary's close is the termination's invoice
-            else:
-                close_period(sub, ctx)
+            self._save(sub)
+            before, mark = sub.clone(), _CtxMark(ctx)
+            try:
+                if sub.status == PENDING:
+                    activate(sub, ctx)
+                else:
+                    close_period(sub, ctx)
+            except Exception as error:
+                mark.restore(ctx)
+                self.subscriptions[external_id] = before
+                self.quarantined.add(external_id)
+                what = "starting" if before.status == PENDING else "closing the period of"
+                ctx.rejections.append(
+                    Rejection(
+                        Reason.INTERNAL_ERROR,
+                        f"{what} subscription {external_id!r}, due {due.isoformat()}: "
+                        f"{describe_error(error)}; it stays as it was until the next start",
+                        "",
+                        {"external_subscription_id": external_id, "due": due.isoformat()},
+                        external_id,
+                    )
+                )
+                ctx.counts[f"rejected.{Reason.INTERNAL_ERROR.value}"] += 1
+                continue
             ctx.touched.add(external_id)
             self._schedule(sub)
 
@@ -183,12 +225,61 @@ class Ledger:
     # -- applying records ------------------------------------------------------------------------
 
     def _apply_change(self, record: Record, ctx: StepContext) -> None:
+        """A definition or termination applies whole or not at all: what it changed is undone
+        if it raises (refused, or a bug met on the way: both `invalid_definition`)."""
+        undo = self._undo = _Undo(ctx)
         try:
             self._apply_definition(record, ctx)
-        except DefinitionError as error:
-            ctx.rejections.append(
-                Rejection(Reason.INVALID_DEFINITION, str(error), record.ref, record.payload)
+        except Exception as error:
+            self._rollback(undo, ctx)
+            message = (
+                str(error)
+                if isinstance(error, DefinitionError)
+                else f"internal error while applying this definition: {describe_error(error)}"
             )
+            ctx.rejections.append(
+                Rejection(Reason.INVALID_DEFINITION, brief(message), record.ref, record.payload)
+            )
+        finally:
+            self._undo = None
+
+    def _save(self, sub: SubscriptionState) -> None:
+        """Keep `sub` as it is, for `_rollback`, before a definition first changes it."""
+        undo = self._undo
+        if undo is not None and sub.external_id not in undo.subscriptions:
+            undo.subscriptions[sub.external_id] = sub.clone()
+            if sub.external_id not in undo.ctx.touched:
+                undo.untouched.append(sub.external_id)
+
+    def _save_entry(self, kind: str, key: str, old: object) -> None:
+        """Keep the catalogue entry (None: absent) a definition replaced, for `_rollback`."""
+        undo = self._undo
+        if undo is None:
+            return
+        undo.entries.append((kind, key, old))
+        if (kind, key) not in undo.ctx.defined:
+            undo.undefined.append((kind, key))
+
+    def _rollback(self, undo: _Undo, ctx: StepContext) -> None:
+        undo.mark.restore(ctx)
+        for external_id in undo.untouched:
+            ctx.touched.discard(external_id)
+        for entry in undo.undefined:
+            ctx.defined.discard(entry)
+        catalog = self.catalog
+        for kind, key, old in reversed(undo.entries):
+            if kind == "billable_metric":
+                _put(catalog.metrics, key, old)
+            elif kind == "plan":
+                _put(catalog.plans, key, old)
+            else:
+                _put(catalog.customers, key, old)
+        for external_id, before in undo.subscriptions.items():
+            if before is None:
+                self.subscriptions.pop(external_id, None)
+            else:
+                self.subscriptions[external_id] = before
+                self._schedule(before)
 
     def _apply_definition(self, record: Record, ctx: StepContext) -> None:
         if record.kind == "terminate_subscription":
@@ -197,7 +288,10 @@ class Ledger:
         new, old = defs.apply_definition(self.catalog, record.kind, record.payload, ctx.now)
         if isinstance(new, defs.SubscriptionDefinition):
             self._apply_subscription(new, ctx)
-        elif isinstance(new, defs.Plan):
+            return
+        key = new.external_id if isinstance(new, defs.Customer) else new.code
+        self._save_entry(record.kind, key, old)
+        if isinstance(new, defs.Plan):
             self._apply_plan(new, old if isinstance(old, defs.Plan) else None, ctx)
         elif isinstance(new, defs.BillableMetric):
             ctx.defined.add(("billable_metric", new.code))
@@ -219,6 +313,11 @@ class Ledger:
                 continue
             if sub.definition.plan_code != plan.code:
                 continue
+            if not charges_changed and applicable_thresholds(
+                sub.definition, old
+            ) == applicable_thresholds(sub.definition, plan):
+                continue  # nothing that applies to this subscription changed (spec §3)
+            self._save(sub)
             if charges_changed:
                 reprice(sub, ctx)
             check_thresholds(sub, ctx)
@@ -228,6 +327,11 @@ class Ledger:
         self, definition: defs.SubscriptionDefinition, ctx: StepContext
     ) -> None:
         sub = self.subscriptions.get(definition.external_id)
+        if sub is not None:
+            self._save(sub)
+        elif self._undo is not None:
+            self._undo.subscriptions[definition.external_id] = None  # absent before
+            self._undo.untouched.append(definition.external_id)
         if sub is not None and sub.status in (PENDING, ACTIVE):
             self._update_subscription(sub, definition, ctx)
             return
@@ -264,6 +368,7 @@ class Ledger:
         sub = self.subscriptions.get(external_id or "")
         if sub is None or sub.status not in (PENDING, ACTIVE):
             raise DefinitionError(f"no active subscription {external_id!r} to terminate")
+        self._save(sub)
         earlier = len(ctx.rejections)
         terminate(sub, ctx, ctx.now)
         for rejection in ctx.rejections[earlier:]:  # held events that can never be billed
@@ -325,18 +430,62 @@ class Ledger:
         period = sub.period
         if status == TERMINATED or (period is not None and timestamp_us < sub.start_us):
             return Reason.LATE_EVENT, "the event's billing period is already closed"
-        sub.seen[transaction_id] = now_s
-        if self._journal:
-            sub.accepted_ids.append(transaction_id)
-        seq = sub.seq = sub.seq + 1
+        # Accepted. What follows changes the state; if it raises, `_undo_event` takes it back
+        # from these locals (no copy: this runs once per event).
+        held = period is None or timestamp_us >= sub.end_us
+        accumulator = None if held else sub.accumulators.get(code)
+        mark = None if accumulator is None else accumulator.mark()
+        seq = sub.seq
+        current, trigger, fee = sub.current, sub.trigger, sub.fees.get(code)
+        invoices, progressive = sub.invoices, sub.progressive
+        n_held, n_ids = len(sub.held), len(sub.accepted_ids)
+        n_outputs, ctx_counts = len(ctx.outputs), (ctx.invoices, ctx.thresholds, ctx.uncharged)
+        try:
+            sub.seen[transaction_id] = now_s
+            if self._journal:
+                sub.accepted_ids.append(transaction_id)
+            sub.seq = seq + 1
+            if held:
+                timestamp = ctx.now if stamp is None else stamp
+                sub.held.append(HeldEvent(timestamp, timestamp_us, seq + 1, code, value))
+            else:
+                add_usage(sub, ctx, code, value, timestamp_us, seq + 1)
+        except Exception as failure:  # not `error`: mypyc types a name once per function
+            if accumulator is not None:
+                accumulator.undo(mark, value, timestamp_us, seq + 1)
+            elif not held:
+                sub.accumulators.pop(code, None)  # made for this event
+            _put(sub.fees, code, fee)
+            _put(sub.seen, transaction_id, first_seen)
+            del sub.held[n_held:]
+            del sub.accepted_ids[n_ids:]
+            sub.seq, sub.current, sub.trigger = seq, current, trigger
+            sub.invoices, sub.progressive = invoices, progressive
+            del ctx.outputs[n_outputs:]
+            ctx.invoices, ctx.thresholds, ctx.uncharged = ctx_counts
+            return Reason.INTERNAL_ERROR, internal_error_message(failure)
         ctx.touched.add(sub.external_id)
         ctx.accepted += 1
-        if period is None or timestamp_us >= sub.end_us:
-            timestamp = ctx.now if stamp is None else stamp
-            sub.held.append(HeldEvent(timestamp, timestamp_us, seq, code, value))
-        else:
-            add_usage(sub, ctx, code, value, timestamp_us, seq)
         return None, ""
+
+    def _contain(self, record: Record, ctx: StepContext, error: Exception) -> None:
+        """A record that raised before it changed anything (the per-event checks, or a step
+        that undid its own changes): reported, and billing goes on."""
+        message = internal_error_message(error)
+        if record.kind != "event":
+            ctx.rejections.append(
+                Rejection(Reason.INTERNAL_ERROR, message, record.ref, record.payload)
+            )
+            ctx.counts[f"rejected.{Reason.INTERNAL_ERROR.value}"] += 1
+            return
+        payload = record.payload
+        subscription = None
+        if isinstance(payload, Mapping):
+            try:
+                subscription = event_subscription_id(payload)
+            except Exception:
+                subscription = None
+        self._reject(ctx, Reason.INTERNAL_ERROR, message, record, subscription)
 
     def _reject(
         self,
@@ -346,22 +495,92 @@ class Ledger:
         record: Record,
         subscription: str | None,
     ) -> None:
-        rejection = Rejection(reason, message, record.ref, record.payload, subscription)
-        ctx.rejections.append(rejection)
+        rejection = Rejection(reason, brief(message), record.ref, record.payload, subscription)
         self._report_event_error(rejection, ctx)
 
     @staticmethod
     def _report_event_error(rejection: Rejection, ctx: StepContext) -> None:
-        ctx.counts[f"rejected.{rejection.reason.value}"] += 1
-        ctx.outputs.append(
-            webhooks.event_error(
-                rejection.reason.value,
-                rejection.message,
-                _plain(rejection.payload),
-                rejection.ref,
-                rejection.external_subscription_id,
+        """The rejection (a dead letter) and its `event.error` body, both or neither."""
+        args = (rejection.reason.value, rejection.message, rejection.ref)
+        subscription = rejection.external_subscription_id
+        try:
+            output = webhooks.event_error(
+                args[0], args[1], _plain(rejection.payload), args[2], subscription
             )
+        except Exception:  # a payload the body cannot hold: the dead letter keeps the bytes
+            output = webhooks.event_error(args[0], args[1], None, args[2], subscription)
+        ctx.rejections.append(rejection)
+        ctx.outputs.append(output)
+        ctx.counts[f"rejected.{rejection.reason.value}"] += 1
+
+
+class _CtxMark:
+    """What a run had emitted and counted at one point, to return to it. O(1) but for the few
+    named counters: `touched` and `defined` are put right by `_rollback` (a close adds nothing
+    to them before it succeeds)."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.outputs = len(ctx.outputs)
+        self.rejections = len(ctx.rejections)
+        self.counts = dict(ctx.counts)
+        self.ints = (
+            ctx.accepted,
+            ctx.duplicates,
+            ctx.uncharged,
+            ctx.invoices,
+            ctx.thresholds,
+            ctx.credit_notes,
         )
+
+    def restore(self, ctx: StepContext) -> None:
+        del ctx.outputs[self.outputs :]
+        del ctx.rejections[self.rejections :]
+        ctx.counts.clear()
+        ctx.counts.update(self.counts)
+        (
+            ctx.accepted,
+            ctx.duplicates,
+            ctx.uncharged,
+            ctx.invoices,
+            ctx.thresholds,
+            ctx.credit_notes,
+        ) = self.ints
+
+
+class _Undo:
+    """What one definition changed, as it was before: subscriptions (None: absent) and
+    catalogue entries (kind, key, old value or None)."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+        self.mark = _CtxMark(ctx)
+        self.subscriptions: dict[str, SubscriptionState | None] = {}
+        self.entries: list[tuple[str, str, Any]] = []
+        self.untouched: list[str] = []  # saved ids the run had not touched before
+        self.undefined: list[tuple[str, str]] = []  # saved entries it had not defined before
+
+
+def _put(mapping: dict[str, Any], key: str, value: object) -> None:
+    """`mapping[key] = value`, or remove the key when `value` is None."""
+    if value is None:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = value
+
+
+def describe_error(error: BaseException) -> str:
+    """`Type: message` of an unexpected exception, kept short."""
+    try:
+        text = str(error)
+    except Exception:
+        text = "(no message)"
+    if len(text) > 500:
+        text = text[:500] + "…"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def internal_error_message(error: BaseException) -> str:
+    return f"internal error while applying this record: {describe_error(error)}"
 
 
 def _text_id(value: object) -> str | None:
@@ -370,8 +589,32 @@ def _text_id(value: object) -> str | None:
     return text_id(value)
 
 
-def _plain(payload: object) -> object:
-    """The input as far as it decoded (bytes as text) for an `event.error` body."""
+def _plain(payload: object, depth: int = 0) -> object:
+    """The input as far as it decoded, as strict JSON can carry it, for an `event.error` body:
+    bytes as text, NaN and infinities as their text, nesting cut at `_BODY_DEPTH` levels (the
+    body's own levels included, a reader refuses deeper JSON), any other value as its text."""
+    if payload is None or isinstance(payload, (str, bool, int)):
+        return payload
     if isinstance(payload, bytes):
         return payload.decode("utf-8", errors="replace")
-    return payload
+    if isinstance(payload, Decimal):
+        return payload if payload.is_finite() else str(payload)
+    if isinstance(payload, float):
+        return payload if payload == payload and abs(payload) != _INFINITY else repr(payload)
+    if depth >= _BODY_DEPTH:
+        return "…"
+    if isinstance(payload, Mapping):
+        return {str(key): _plain(value, depth + 1) for key, value in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [_plain(value, depth + 1) for value in payload]
+    return str(payload)
+
+
+_BODY_DEPTH = 56
+_INFINITY = float("inf")
+_MESSAGE_CHARS = 1000
+
+
+def brief(message: str) -> str:
+    """A rejection's message, cut to a readable length (a hostile value may be huge)."""
+    return message if len(message) <= _MESSAGE_CHARS else message[: _MESSAGE_CHARS - 1] + "…"

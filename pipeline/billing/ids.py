@@ -17,6 +17,8 @@ def text_id(value: object) -> str | None:
     None for anything else."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
+    if isinstance(value, int) and value.bit_length() > 256:
+        return None  # no id has 78 digits; str() would refuse past Python's digit limit
     text = str(value)
     return text or None
 

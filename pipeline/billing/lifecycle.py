@@ -198,11 +198,11 @@ def _emit_invoice(
     ctx.outputs.append(
         webhooks.invoice_created(invoice_object(invoice, parties), sub.external_id, customer_id)
     )
-    ctx.counts["invoices"] += 1
+    ctx.invoices += 1
     if excess > 0 and progressive is not None:
         note = credit_note_object(invoice, progressive, parties, excess, issuing_at)
         ctx.outputs.append(webhooks.credit_note_created(note, sub.external_id, customer_id))
-        ctx.counts["credit_notes"] += 1
+        ctx.credit_notes += 1
 
 
 def _apply_held(sub: SubscriptionState, ctx: StepContext, until: datetime | None) -> None:

@@ -17,6 +17,9 @@ class Reason(StrEnum):
     BEFORE_SUBSCRIPTION_START = "before_subscription_start"
     LATE_EVENT = "late_event"
     INVALID_DEFINITION = "invalid_definition"
+    # Not a property of the input: applying it met a bug. The record is dead-lettered and undone
+    # (engine.py, "containment"), so that one record cannot stop billing for anyone else.
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)

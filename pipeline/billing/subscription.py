@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from pipeline.billing.aggregation import Accumulator
+from pipeline.billing.aggregation import Accumulator, accumulator_from_state
 from pipeline.billing.catalog import SubscriptionDefinition
 from pipeline.billing.ids import subscription_id
 from pipeline.billing.invoices import ProgressiveRef
@@ -141,6 +141,38 @@ class SubscriptionState:
         self.current = 0
         self.progressive = None
         self.trigger = None
+
+    def clone(self) -> SubscriptionState:
+        """An independent copy (containers and accumulators copied; frozen values shared): taken
+        before a rare step changes this state, to put back if that step fails (engine.py)."""
+        other = SubscriptionState(self.external_id)
+        other.generation = self.generation
+        other.lago_id = self.lago_id
+        other.definition = self.definition
+        other.status = self.status
+        other.subscription_at = self.subscription_at
+        other._period = self._period
+        other.start_us, other.end_us = self.start_us, self.end_us
+        other.created_at = self.created_at
+        other.anchor = self.anchor
+        other.terminated_at = self.terminated_at
+        other.period_fee_cents = self.period_fee_cents
+        other.accumulators = {
+            code: accumulator_from_state(acc.aggregation_type, acc.to_state())
+            for code, acc in self.accumulators.items()
+        }
+        other.fees = dict(self.fees)
+        other.current = self.current
+        other.progressive = self.progressive
+        other.trigger = self.trigger
+        other.held = list(self.held)
+        other.invoiced = self.invoiced
+        other.invoices = self.invoices
+        other.seq = self.seq
+        other.seen = dict(self.seen)
+        other.accepted_ids = list(self.accepted_ids)
+        other.forgotten_ids = list(self.forgotten_ids)
+        return other
 
     def take_journal(self) -> tuple[list[str], list[str]]:
         """The transaction ids accepted and forgotten since the last call."""

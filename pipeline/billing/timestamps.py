@@ -33,17 +33,33 @@ def parse_instant(value: object) -> datetime:
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ValueError(f"expected Unix seconds or ISO-8601, got {value!r}") from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            raise ValueError(f"expected Unix seconds or ISO-8601, got {_short(value)}") from None
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-14:00 is in year 10000 in UTC
+            raise ValueError(f"timestamp out of range: {_short(value)}") from None
     raise ValueError(f"expected Unix seconds or ISO-8601, got {type(value).__name__}")
 
 
 def _from_seconds(seconds: Decimal, original: object) -> datetime:
+    # Bounded before any arithmetic (a decimal context could trap on `1e999999999`): every
+    # instant a datetime can hold is within ±10^12 s of the epoch.
+    if seconds and seconds.adjusted() >= 12:
+        raise ValueError(f"timestamp out of range: {_short(original)}")
     try:
         micros = int((seconds * _MICRO).to_integral_value())
         return EPOCH + timedelta(microseconds=micros)
     except (OverflowError, InvalidOperation):
-        raise ValueError(f"timestamp out of range: {original!r}") from None
+        raise ValueError(f"timestamp out of range: {_short(original)}") from None
+
+
+def _short(value: object) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(str(value)) if isinstance(value, Decimal) else repr(value)  # as written
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _MICROSECOND = timedelta(microseconds=1)

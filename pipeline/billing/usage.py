@@ -173,8 +173,8 @@ def _issue_progressive(
         obj["usage_threshold"] = threshold_object(threshold)
         obj["applicable_usage_thresholds"] = [threshold_object(t) for t in applicable]
         ctx.outputs.append(webhooks.usage_threshold_reached(obj, lago_id, index))
-    ctx.counts["invoices"] += 1
-    ctx.counts["thresholds"] += len(crossed)
+    ctx.invoices += 1
+    ctx.thresholds += len(crossed)
 
 
 def subscription_object(sub: SubscriptionState, ctx: StepContext) -> dict[str, Any]:

@@ -8,16 +8,13 @@ own code, so a malformed message reaches our error path instead of crashing the 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import sys
 import time
 import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import faust
@@ -33,19 +30,15 @@ from pipeline.worker import metrics
 from pipeline.worker.delivery import AckedProducer, Outgoing
 from pipeline.worker.runner import Destinations, Runner, TableAccess
 from pipeline.worker.stall import StallWatch
+from pipeline.worker.supervision import die, supervised
 
 CLOCKS = ("wall", "records")
-EXIT_FLUSH_FAILED = 70  # EX_SOFTWARE: state could not be written; a restart resumes safely
-
-log = logging.getLogger(__name__)
 
 
 def engine_settings(settings: Settings) -> EngineSettings:
-    return EngineSettings(
-        allowed_lateness=timedelta(seconds=settings.allowed_lateness),
-        dedupe_window=timedelta(days=settings.dedupe_window_days),
-        journal=True,  # the window is stored a record per transaction id (partition.py)
-    )
+    """The same semantics as `tollgate replay`; the window is stored a record per flush
+    (partition.py), so the engine keeps a journal of the ids it accepts."""
+    return EngineSettings.of(settings.allowed_lateness, settings.dedupe_window_days, journal=True)
 
 
 def faust_settings(settings: Settings, store: str | None = None) -> dict[str, Any]:
@@ -131,6 +124,7 @@ def build_app(
     flusher = Flusher(runner, access, settings.worker_flush_interval, settings.worker_flush_states)
 
     @app.agent(batches, concurrency=1)
+    @supervised("the ledger agent")  # an agent that dies ends the process (supervision.py)
     async def ledger(stream: Any) -> None:  # a faust Stream
         """One usage batch at a time; acknowledged only once a flush has stored its effect."""
         manual = stream.noack()
@@ -145,11 +139,13 @@ def build_app(
             flusher.flush_if_due()
 
     @app.timer(interval=max(settings.worker_flush_interval / 4, 0.05))  # type: ignore[misc]
+    @supervised("the flush timer")
     async def flush_on_time() -> None:
         """Quiet partitions' changes are stored too (and a rebalance waits for these acks)."""
         flusher.flush_if_due()
 
     @app.agent(subscriptions, concurrency=1)
+    @supervised("the forward_subscriptions agent")
     async def forward_subscriptions(stream: faust.StreamT[bytes]) -> None:
         """Subscription records sent to their own topic join the one ordered input (the same
         partition number: the two topics are co-partitioned), acknowledged before moving on."""
@@ -171,6 +167,7 @@ def build_app(
     if clock == "wall":
 
         @app.timer(interval=settings.tick_interval, on_leader=True)  # type: ignore[misc]
+        @supervised("the ticker")
         async def tick() -> None:
             """Quiet partitions still close their periods: every partition hears the clock."""
             for partition in range(settings.partitions):
@@ -216,10 +213,8 @@ class Flusher:
             await self.runner.write(staged, self.access)
             for stream, event in held:
                 await stream.ack(event)
-        except BaseException:
-            log.critical("writing state failed: exiting for a restart", exc_info=True)
-            sys.stderr.flush()
-            os._exit(EXIT_FLUSH_FAILED)
+        except Exception as error:  # the books count the flush as stored: end, restart
+            die("writing state (a flush)", error)
 
 
 def _scanner(table: Any) -> Any:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pipeline.billing.context import EngineSettings
-from pipeline.billing.rejections import Rejection
+from pipeline.billing.rejections import Reason, Rejection
 from pipeline.billing.webhooks import Output
 from pipeline.wire import (
     DeadLetter,
@@ -26,6 +27,8 @@ from pipeline.worker import metrics
 from pipeline.worker.delivery import AckedProducer, Outgoing
 from pipeline.worker.partition import Applied, Flush, PartitionBook
 from pipeline.worker.records import InputMessage
+
+log = logging.getLogger("tollgate.worker")
 
 # A dead letter repeats at most this much of the original message (the rest is counted).
 DEAD_LETTER_ORIGINAL_BYTES = 512 * 1024
@@ -99,7 +102,7 @@ class Runner:
         sent = self.producer.send(outgoing)
         timestamps = [m.timestamp_ms for m in messages]
         sent.add_done_callback(lambda done: _observe_latency(done, timestamps))
-        _count(applied, messages)
+        count_metrics(applied, messages)
         metrics.APPLIED_OFFSET.labels(str(source)).set(book.head_offset)
         return applied
 
@@ -174,7 +177,7 @@ class Runner:
         return Outgoing(self.destinations.dead_letters, key, value, None, timestamp)
 
 
-def _count(applied: Applied, messages: Sequence[InputMessage]) -> None:
+def count_metrics(applied: Applied, messages: Sequence[InputMessage]) -> None:
     counts = applied.counts
     metrics.BATCH_SIZE.observe(len(messages))
     metrics.REDELIVERED.inc(applied.skipped)
@@ -185,8 +188,11 @@ def _count(applied: Applied, messages: Sequence[InputMessage]) -> None:
     metrics.UNCHARGED.inc(counts.get("uncharged", 0))
     metrics.THRESHOLDS.inc(counts.get("thresholds", 0))
     metrics.CREDIT_NOTES.inc(counts.get("credit_notes", 0))
-    for rejection, _ in applied.rejections:
+    for rejection, message in applied.rejections:
         metrics.DEAD_LETTERS.labels(rejection.reason.value).inc()
+        if rejection.reason is Reason.INTERNAL_ERROR:  # a bug, contained: say so
+            where = message.ref if message else "-"
+            log.error("dead-lettered %s: %s", where, rejection.message)
     for output in applied.outputs:
         if output.webhook_type == "invoice.created":
             metrics.INVOICES.labels(output.body["invoice"]["invoice_type"]).inc()

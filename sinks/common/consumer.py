@@ -32,7 +32,14 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from pipeline.wire import INVALID, OutputRecord, WireError, decode_output
+from pipeline.wire import (
+    DEFAULT_SCHEMA_IDS,
+    INVALID,
+    OutputRecord,
+    SchemaIds,
+    WireError,
+    decode_output,
+)
 from sinks.common import metrics
 from sinks.common.db import Connection, Database, Stopped
 from sinks.common.dead_letters import SinkError, Unusable, write_dead_letters
@@ -93,6 +100,7 @@ class LoopConfig:
     group: str
     batch_size: int
     batch_wait: float
+    ids: SchemaIds = DEFAULT_SCHEMA_IDS  # TOLLGATE_SCHEMA_IDS: how the outputs are decoded
 
 
 @dataclass(slots=True)
@@ -168,7 +176,7 @@ def _process(
     stats: LoopStats,
     clock: Clock,
 ) -> None:
-    batch = _read(messages, writer, clock)
+    batch = _read(messages, writer, clock, config.ids)
     if not batch.next_offsets:
         return
     write_dead_letters(producer, batch.dead, config.topic, config.dead_letter_topic, writer.sink)
@@ -185,7 +193,12 @@ def _process(
     _commit_to_kafka(consumer, config.topic, batch.next_offsets)
 
 
-def _read(messages: list[Message], writer: BatchWriter[P], clock: Clock) -> _Batch[P]:
+def _read(
+    messages: list[Message],
+    writer: BatchWriter[P],
+    clock: Clock,
+    ids: SchemaIds = DEFAULT_SCHEMA_IDS,
+) -> _Batch[P]:
     batch: _Batch[P] = _Batch()
     for message in messages:
         error = message.error()
@@ -198,7 +211,7 @@ def _read(messages: list[Message], writer: BatchWriter[P], clock: Clock) -> _Bat
         assert partition is not None and offset is not None
         batch.next_offsets[partition] = offset + 1
         try:
-            record = decode_output(message.value())
+            record = decode_output(message.value(), ids=ids)
             item = Consumed(record, partition, offset, _event_at(message, clock))
             prepared = writer.prepare(item)
         except WireError as problem:

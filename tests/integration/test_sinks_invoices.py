@@ -224,3 +224,28 @@ def _scrape(port: int) -> str:
             return None
 
     return wait_for(get, timeout=30, what=f"/metrics on port {port}")
+
+
+def test_the_sink_decodes_with_the_configured_schema_ids(stack_slice: Slice) -> None:
+    """With TOLLGATE_SCHEMA_IDS set (a registry's ids), the worker writes outputs under those ids:
+    the sink must read them with the same table, not dead-letter every one (issue 9)."""
+    from pipeline.wire import encode_output, parse_schema_ids
+
+    stack = stack_slice
+    records = outputs_of("ai_tokens_recurring.jsonl")
+    invoices, _ = _expected(records)
+    table = "output=105,dead_letter=106"
+    ids = parse_schema_ids(table)
+    publish(
+        stack.settings.kafka_bootstrap,
+        stack.topics.outputs,
+        [encode_output(record, ids=ids) for record in records],
+    )
+    group = stack.group("invoices-ids")
+    sink = stack.start(
+        "sink", "invoices", "--idle-exit", "3", "--group", group, TOLLGATE_SCHEMA_IDS=table
+    )
+    assert sink.wait(60) == 0, stack.log_text()
+    stored = {row[0] for row in stack.query("SELECT lago_id::text FROM invoices")}
+    assert stored == set(invoices)
+    assert _dead_letters(stack) == []

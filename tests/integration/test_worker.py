@@ -87,6 +87,7 @@ def deployment(settings: Settings, kafka_bootstrap: str, tmp_path: Path):
     [
         EXAMPLES / "ai_tokens_recurring.jsonl",
         SCENARIOS / "bad_input.jsonl",
+        SCENARIOS / "hostile_numbers.jsonl",  # issue 9: "1e999999999" once stopped every partition
         SCENARIOS / "past_pending_held.jsonl",
         SCENARIOS / "storage_termination.jsonl",
     ],
