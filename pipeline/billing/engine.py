@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.billing import catalog as defs
 from pipeline.billing import webhooks
+from pipeline.billing.alerting import apply_alert, evaluate_alerts
 from pipeline.billing.catalog import Catalog, DefinitionError
 from pipeline.billing.context import EngineSettings, StepContext
 from pipeline.billing.events import (
@@ -49,6 +50,7 @@ RECORD_KINDS = frozenset(
         "terminate_subscription",
         "event",
         "tick",
+        "alert",
     }
 )
 
@@ -204,6 +206,8 @@ class Ledger:
             self._apply_subscription(defs.parse_subscription(payload), ctx)
         elif kind == "terminate_subscription":
             self._apply_termination(payload, ctx)
+        elif kind == "alert":
+            apply_alert(self.subscriptions, payload, ctx)
         else:
             raise DefinitionError(f"unknown record type {kind!r}")
 
@@ -224,17 +228,19 @@ class Ledger:
         if old is None:
             return
         charges_changed = old.charges != plan.charges
-        if not charges_changed and old.thresholds == plan.thresholds:
-            return  # fee, interval or advance: from the next period on
+        checked = charges_changed or old.thresholds != plan.thresholds
         for external_id in sorted(self.subscriptions):
             sub = self.subscriptions[external_id]
             if sub.status != ACTIVE or sub.definition is None:
                 continue
-            if sub.definition.plan_code != plan.code:
-                continue
+            if sub.definition.plan_code != plan.code or not (checked or sub.alerts):
+                continue  # a fee, interval or advance change applies from the next period on
             if charges_changed:
                 reprice(sub, ctx)
-            check_thresholds(sub, ctx)
+            if checked:
+                check_thresholds(sub, ctx)
+            if sub.alerts:
+                evaluate_alerts(sub, ctx)
             ctx.touched.add(external_id)
 
     def _apply_subscription(
@@ -270,11 +276,12 @@ class Ledger:
             return
         sub.definition = definition
         ctx.touched.add(sub.external_id)
-        if sub.status != ACTIVE:
-            return
-        if definition.plan_code != old.plan_code:
-            reprice(sub, ctx)
-        check_thresholds(sub, ctx)
+        if sub.status == ACTIVE:
+            if definition.plan_code != old.plan_code:
+                reprice(sub, ctx)
+            check_thresholds(sub, ctx)
+        if sub.alerts:
+            evaluate_alerts(sub, ctx)
 
     def _apply_termination(self, payload: object, ctx: StepContext) -> None:
         external_id = _text_id(payload)
