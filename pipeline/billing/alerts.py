@@ -35,7 +35,9 @@ ALERT_TYPES = frozenset(
 _TYPE_NAMES = {name: name for name in ALERT_TYPES}  # the module's own strings: `is` compares
 METRIC_TYPES = frozenset({METRIC_CURRENT_AMOUNT, METRIC_CURRENT_UNITS, METRIC_LIFETIME_UNITS})
 """Types that watch one billable metric (which the subscription's plan must charge)."""
-CURRENT_PERIOD_TYPES = frozenset({CURRENT_USAGE_AMOUNT, METRIC_CURRENT_AMOUNT, METRIC_CURRENT_UNITS})
+CURRENT_PERIOD_TYPES = frozenset(
+    {CURRENT_USAGE_AMOUNT, METRIC_CURRENT_AMOUNT, METRIC_CURRENT_UNITS}
+)
 """Types whose value belongs to the open period: `prev` restarts at 0 when a period opens."""
 
 MAX_THRESHOLDS = 20
@@ -120,7 +122,9 @@ def next_crossing(alert: AlertDefinition, prev: Value) -> Decimal:
     return best
 
 
-def crossed(alert: AlertDefinition, prev: Value, cur: Value) -> list[tuple[AlertThreshold, Decimal]]:
+def crossed(
+    alert: AlertDefinition, prev: Value, cur: Value
+) -> list[tuple[AlertThreshold, Decimal]]:
     """Rules 1-3: the thresholds crossed moving from `prev` to `cur`, ascending, each with the
     value it was crossed at (a recurring step's own value)."""
     if cur <= prev:

@@ -32,10 +32,18 @@ PLAN: dict[str, Any] = {
     "amount_cents": 0,
     "amount_currency": "USD",
     "charges": [
-        {"billable_metric_code": "tokens", "charge_model": "standard", "properties": {"amount": "0.01"}},
-        {"billable_metric_code": "seats", "charge_model": "standard", "properties": {"amount": "1"}},
+        {
+            "billable_metric_code": "tokens",
+            "charge_model": "standard",
+            "properties": {"amount": "0.01"},
+        },
+        {
+            "billable_metric_code": "seats",
+            "charge_model": "standard",
+            "properties": {"amount": "1"},
+        },
     ],
-}  # fmt: skip
+}
 
 
 def definition(*values: str, recurring: str | None = None) -> AlertDefinition:
@@ -171,8 +179,16 @@ class Book:
         self.refused: list[str] = []
         self.outputs: list[dict[str, Any]] = []
         self.n = 0
-        self.put(START, "billable_metric", {"code": "tokens", "aggregation_type": "sum_agg", "field_name": "v"})  # fmt: skip
-        self.put(START, "billable_metric", {"code": "seats", "aggregation_type": "latest_agg", "field_name": "v"})  # fmt: skip
+        self.put(
+            START,
+            "billable_metric",
+            {"code": "tokens", "aggregation_type": "sum_agg", "field_name": "v"},
+        )
+        self.put(
+            START,
+            "billable_metric",
+            {"code": "seats", "aggregation_type": "latest_agg", "field_name": "v"},
+        )
         self.put(START, "plan", PLAN)
         sub = {"external_id": "s1", "external_customer_id": "c1", "plan_code": "p"}
         self.put(START, "subscription", sub | subscription)
@@ -221,10 +237,18 @@ def test_current_usage_amount_fires_once_its_threshold_is_crossed_with_lagos_bod
 
 def test_metric_types_read_their_metrics_fee_and_units():
     book = Book()
-    book.alert(code="fee", alert_type="billable_metric_current_usage_amount",
-               billable_metric_code="seats", thresholds=[{"value": "250"}])  # fmt: skip
-    book.alert(code="units", alert_type="billable_metric_current_usage_units",
-               billable_metric_code="tokens", thresholds=[{"value": "2.5", "recurring": True}])  # fmt: skip
+    book.alert(
+        code="fee",
+        alert_type="billable_metric_current_usage_amount",
+        billable_metric_code="seats",
+        thresholds=[{"value": "250"}],
+    )
+    book.alert(
+        code="units",
+        alert_type="billable_metric_current_usage_units",
+        billable_metric_code="tokens",
+        thresholds=[{"value": "2.5", "recurring": True}],
+    )
     [units] = book.use(START, "5.25", "tokens")  # 0 → 5.25 units: steps 2.5 and 5
     assert (units["previous_value"], units["current_value"]) == ("0", "5.25")
     assert crossed_values([units]) == [["2.5", "5"]]
@@ -275,8 +299,11 @@ def test_rules_that_need_the_subscription(fields: dict[str, Any], message: str):
 
 def test_a_value_that_went_down_never_fires_and_becomes_prev_so_it_can_cross_again():
     book = Book()
-    book.alert(alert_type="billable_metric_current_usage_units",
-               billable_metric_code="seats", thresholds=[{"value": "10"}])  # fmt: skip
+    book.alert(
+        alert_type="billable_metric_current_usage_units",
+        billable_metric_code="seats",
+        thresholds=[{"value": "10"}],
+    )
     assert crossed_values(book.use(START, 12, "seats")) == [["10"]]
     assert book.use(START, 4, "seats") == []  # 12 → 4: prev := 4
     [again] = book.use(START, 11, "seats")  # literal rule 2, as §5 does for thresholds
@@ -300,8 +327,11 @@ def test_current_period_types_restart_at_zero_when_a_period_opens():
 
 def test_lifetime_units_add_up_the_closed_periods():
     book = Book()
-    book.alert(alert_type="billable_metric_lifetime_usage_units",
-               billable_metric_code="tokens", thresholds=[{"value": "100"}])  # fmt: skip
+    book.alert(
+        alert_type="billable_metric_lifetime_usage_units",
+        billable_metric_code="tokens",
+        thresholds=[{"value": "100"}],
+    )
     book.use(START, 70)
     book.put(APRIL, "tick", None)
     [fired] = book.use(APRIL, 40)
@@ -336,7 +366,10 @@ def test_held_events_evaluate_each_after_its_own_check():
     book.use(START + timedelta(days=30, hours=23), 150, timestamp=held)  # April's: held
     book.use(START + timedelta(days=30, hours=23), 80, timestamp=held)
     fired = book.put(APRIL, "tick", None)  # close, then the held events: 150, then 230
-    assert [(f["previous_value"], f["current_value"]) for f in fired] == [("0", "150"), ("150", "230")]  # fmt: skip
+    assert [(f["previous_value"], f["current_value"]) for f in fired] == [
+        ("0", "150"),
+        ("150", "230"),
+    ]
     assert crossed_values(fired) == [["100"], ["200"]]
 
 
@@ -352,8 +385,12 @@ def test_the_alerts_end_with_the_subscription():
 def test_alert_state_survives_the_stored_round_trip():
     book = Book()
     book.alert(thresholds=[{"value": "100", "recurring": True}])
-    book.alert(code="u", alert_type="billable_metric_lifetime_usage_units",
-               billable_metric_code="tokens", thresholds=[{"value": "0.5"}])  # fmt: skip
+    book.alert(
+        code="u",
+        alert_type="billable_metric_lifetime_usage_units",
+        billable_metric_code="tokens",
+        thresholds=[{"value": "0.5"}],
+    )
     book.use(START, 150)
     book.put(APRIL, "tick", None)
     sub = book.ledger.subscriptions["s1"]
