@@ -21,6 +21,7 @@ from pipeline.wire.avro import (
     schema_text,
 )
 from pipeline.wire.codecs import (
+    decode_alert_record,
     decode_catalog_record,
     decode_dead_letter,
     decode_ledger_input,
@@ -30,6 +31,7 @@ from pipeline.wire.codecs import (
     decode_tick,
     decode_usage_event,
     decode_usage_topic,
+    encode_alert_record,
     encode_catalog_record,
     encode_dead_letter,
     encode_output,
@@ -40,6 +42,7 @@ from pipeline.wire.codecs import (
 from pipeline.wire.errors import INVALID, MALFORMED, WireError
 from pipeline.wire.jsontext import MAX_DEPTH, dumps, loads
 from pipeline.wire.records import (
+    AlertRecord,
     CatalogKind,
     CatalogRecord,
     DeadLetter,
@@ -58,6 +61,7 @@ __all__ = [
     "MAX_DEPTH",
     "SCHEMA_IDS_ENV",
     "SCHEMA_NAMES",
+    "AlertRecord",
     "CatalogKind",
     "CatalogRecord",
     "DeadLetter",
@@ -70,6 +74,7 @@ __all__ = [
     "catalog_key",
     "check_size",
     "decode",
+    "decode_alert_record",
     "decode_catalog_record",
     "decode_dead_letter",
     "decode_ledger_input",
@@ -81,6 +86,7 @@ __all__ = [
     "decode_usage_topic",
     "dumps",
     "encode",
+    "encode_alert_record",
     "encode_catalog_record",
     "encode_dead_letter",
     "encode_output",

@@ -29,6 +29,7 @@ SCHEMA_NAMES: Final = (
     "clock_tick",
     "output",
     "dead_letter",
+    "alert_record",
 )
 SCHEMA_IDS_ENV: Final = "TOLLGATE_SCHEMA_IDS"
 DEFAULT_MAX_BYTES: Final = 1 << 20
@@ -85,6 +86,7 @@ DEFAULT_SCHEMA_IDS: Final = SchemaIds.from_mapping(
         "clock_tick": 4,
         "output": 5,
         "dead_letter": 6,
+        "alert_record": 7,
     }
 )
 
