@@ -35,11 +35,18 @@ PLAN = {
     "amount_cents": 100,
     "amount_currency": "USD",
     "charges": [
-        {"billable_metric_code": "tokens", "charge_model": "standard", "properties": {"amount": "0.5"}},
-        {"billable_metric_code": "seats", "charge_model": "package",
-         "properties": {"amount": "3", "package_size": 2}},
+        {
+            "billable_metric_code": "tokens",
+            "charge_model": "standard",
+            "properties": {"amount": "0.5"},
+        },
+        {
+            "billable_metric_code": "seats",
+            "charge_model": "package",
+            "properties": {"amount": "3", "package_size": 2},
+        },
     ],
-}  # fmt: skip
+}
 
 
 def line(at: datetime, kind: str, payload: Any) -> str:
@@ -52,13 +59,23 @@ def line(at: datetime, kind: str, payload: Any) -> str:
 @st.composite
 def alert(draw: st.DrawFn, subscription: str, code: str) -> dict[str, Any]:
     alert_type, metric = draw(st.sampled_from(TYPES))
-    values = draw(st.lists(st.sampled_from(["1", "2.5", "7", "20", "45", "100"]), min_size=1,
-                           max_size=3, unique=True))  # fmt: skip
+    values = draw(
+        st.lists(
+            st.sampled_from(["1", "2.5", "7", "20", "45", "100"]),
+            min_size=1,
+            max_size=3,
+            unique=True,
+        )
+    )
     thresholds: list[dict[str, Any]] = [{"value": v, "code": f"t{v}"} for v in values]
     if draw(st.booleans()):
         thresholds[-1]["recurring"] = True
-    body = {"external_subscription_id": subscription, "code": code, "alert_type": alert_type,
-            "thresholds": thresholds}  # fmt: skip
+    body = {
+        "external_subscription_id": subscription,
+        "code": code,
+        "alert_type": alert_type,
+        "thresholds": thresholds,
+    }
     if metric:
         body["billable_metric_code"] = metric
     return body
@@ -67,10 +84,18 @@ def alert(draw: st.DrawFn, subscription: str, code: str) -> dict[str, Any]:
 @st.composite
 def timelines(draw: st.DrawFn) -> list[str]:
     lines = [
-        line(START, "billable_metric", {"code": "tokens", "aggregation_type": "sum_agg", "field_name": "v"}),
-        line(START, "billable_metric", {"code": "seats", "aggregation_type": "latest_agg", "field_name": "v"}),
+        line(
+            START,
+            "billable_metric",
+            {"code": "tokens", "aggregation_type": "sum_agg", "field_name": "v"},
+        ),
+        line(
+            START,
+            "billable_metric",
+            {"code": "seats", "aggregation_type": "latest_agg", "field_name": "v"},
+        ),
         line(START, "plan", PLAN),
-    ]  # fmt: skip
+    ]
     subscriptions = ["s1", "s2"][: draw(st.integers(1, 2))]
     for name in subscriptions:
         sub = {"external_id": name, "external_customer_id": f"c-{name}", "plan_code": "p"}
@@ -87,19 +112,30 @@ def timelines(draw: st.DrawFn) -> list[str]:
         elif roll == 1:
             lines.append(line(at, "alert", draw(alert(name, draw(st.sampled_from("abc"))))))
         elif roll == 2:
-            gone = {"external_subscription_id": name, "code": draw(st.sampled_from("abc")),
-                    "deleted": True}  # fmt: skip
+            gone = {
+                "external_subscription_id": name,
+                "code": draw(st.sampled_from("abc")),
+                "deleted": True,
+            }
             lines.append(line(at, "alert", gone))
         elif roll == 3:
             historical = draw(st.sampled_from([0, 30, 200]))
-            sub = {"external_id": name, "external_customer_id": f"c-{name}", "plan_code": "p",
-                   "historical_usage_amount_cents": historical}  # fmt: skip
+            sub = {
+                "external_id": name,
+                "external_customer_id": f"c-{name}",
+                "plan_code": "p",
+                "historical_usage_amount_cents": historical,
+            }
             lines.append(line(at, "subscription", sub))
         else:
             metric = draw(st.sampled_from(["tokens", "tokens", "seats"]))
             value = draw(st.sampled_from([0, 1, 3, "2.5", 12, 40, -5]))
-            event = {"transaction_id": f"t{index}", "external_subscription_id": name,
-                     "code": metric, "properties": {"v": value}}  # fmt: skip
+            event = {
+                "transaction_id": f"t{index}",
+                "external_subscription_id": name,
+                "code": metric,
+                "properties": {"v": value},
+            }
             if draw(st.integers(0, 4)) == 0:  # for the period after this one: held
                 event["timestamp"] = (at + timedelta(hours=draw(st.integers(1, 23)))).isoformat()
             lines.append(line(at, "event", event))
