@@ -41,17 +41,17 @@ _ZERO = Decimal(0)
 def alert_value(alert: AlertDefinition, sub: SubscriptionState) -> Value:
     """The value `alert` compares, as the subscription stands now."""
     kind = alert.alert_type
-    if kind is CURRENT_USAGE_AMOUNT:
+    if kind == CURRENT_USAGE_AMOUNT:
         return sub.current
-    if kind is LIFETIME_USAGE_AMOUNT:
+    if kind == LIFETIME_USAGE_AMOUNT:
         assert sub.definition is not None
         return sub.definition.historical_usage_amount_cents + sub.invoiced + sub.current
     metric = alert.billable_metric_code or ""
-    if kind is METRIC_CURRENT_AMOUNT:
+    if kind == METRIC_CURRENT_AMOUNT:
         return sub.fees.get(metric, 0)
     accumulator = sub.accumulators.get(metric)
     units = accumulator.units() if accumulator is not None else _ZERO
-    if kind is METRIC_CURRENT_UNITS:
+    if kind == METRIC_CURRENT_UNITS:
         return units
     return sub.closed_units.get(metric, _ZERO) + units
 

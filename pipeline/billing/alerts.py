@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from pipeline.billing.catalog import DefinitionError, Plan
@@ -32,9 +32,11 @@ ALERT_TYPES = frozenset(
         METRIC_LIFETIME_UNITS,
     }
 )
-_TYPE_NAMES = {name: name for name in ALERT_TYPES}  # the module's own strings: `is` compares
+_TYPE_NAMES = {name: name for name in ALERT_TYPES}  # the module's own strings (interned)
 METRIC_TYPES = frozenset({METRIC_CURRENT_AMOUNT, METRIC_CURRENT_UNITS, METRIC_LIFETIME_UNITS})
 """Types that watch one billable metric (which the subscription's plan must charge)."""
+AMOUNT_TYPES = frozenset({CURRENT_USAGE_AMOUNT, METRIC_CURRENT_AMOUNT, LIFETIME_USAGE_AMOUNT})
+"""Types whose value is integer cents."""
 CURRENT_PERIOD_TYPES = frozenset(
     {CURRENT_USAGE_AMOUNT, METRIC_CURRENT_AMOUNT, METRIC_CURRENT_UNITS}
 )
@@ -44,6 +46,7 @@ MAX_THRESHOLDS = 20
 MAX_RECURRING_STEPS = 1000  # at most the highest 1,000 recurring steps per evaluation
 _ZERO = Decimal(0)
 _NEVER = Decimal("1e30")  # above any value an alert can see (bounds of spec §2)
+_NEVER_CENTS = 1 << 100
 
 Value = int | Decimal
 """An alert's value: integer cents for the amount types, a `Decimal` for units."""
@@ -95,12 +98,19 @@ class AlertState:
         self.lago_id = lago_id
         self.triggers = triggers  # alert.triggered webhooks so far (part of their ids)
         self.prev: Value = prev
-        # Derived, not stored: the smallest value above `prev` that crosses a threshold.
-        self.next_value: Decimal = next_crossing(definition, prev)
+        # Derived, not stored: the smallest value above `prev` that crosses a threshold; for
+        # values in cents its ceiling, an `int` (the per-event comparison is then int to int).
+        self.next_value: Value = self._next(prev)
 
     def restart(self, prev: Value) -> None:
         self.prev = prev
-        self.next_value = next_crossing(self.definition, prev)
+        self.next_value = self._next(prev)
+
+    def _next(self, prev: Value) -> Value:
+        value = next_crossing(self.definition, prev)
+        if self.definition.alert_type not in AMOUNT_TYPES:
+            return value
+        return _NEVER_CENTS if value >= _NEVER else int(value.to_integral_value(ROUND_CEILING))
 
 
 # -- crossing (spec §11 rules 1-3) ---------------------------------------------------------------
