@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import Any
 
 from pipeline.billing.catalog import DefinitionError, Plan
 from pipeline.billing.ids import text_id
-from pipeline.billing.money import NotANumber, parse_amount, parse_number
+from pipeline.billing.money import ENGINE_CONTEXT, NotANumber, parse_amount, parse_number
 
 CURRENT_USAGE_AMOUNT = "current_usage_amount"
 METRIC_CURRENT_AMOUNT = "billable_metric_current_usage_amount"
@@ -287,7 +287,8 @@ def load_alert(external_subscription_id: str, items: list[Any]) -> AlertState:
         one_time,
         recurring,
     )
-    return AlertState(definition, lago_id, _value(prev), triggers)
+    with localcontext(ENGINE_CONTEXT):  # loading runs outside a ledger's run
+        return AlertState(definition, lago_id, _value(prev), triggers)
 
 
 def _value(text: str) -> Value:

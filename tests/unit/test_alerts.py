@@ -7,7 +7,7 @@ The plan charges `tokens` (sum) at 0.01 a unit (1 token = 1 cent) and `seats` (l
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from pipeline.billing.alerts import (
 )
 from pipeline.billing.catalog import DefinitionError
 from pipeline.billing.engine import Ledger, Record
+from pipeline.billing.money import ENGINE_CONTEXT
 from pipeline.billing.state import dump_subscription, load_subscription
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
@@ -408,3 +409,22 @@ def test_a_version_1_state_still_loads_without_alerts():
     old = stored.replace(b'"v":2', b'"v":1').split(b',"al":')[0] + b"}"
     sub = load_subscription(old)
     assert sub.alerts == {} and sub.closed_units == {} and sub.current == 10
+
+
+def test_a_tiny_step_far_below_a_huge_lifetime_value_still_loads_and_counts():
+    """(prev − base) / step has 31 digits here: more than Decimal's default precision."""
+    alert = definition(recurring="0.000000000001")
+    prev = Decimal("999999999999999999")
+    with localcontext(ENGINE_CONTEXT):  # as inside a ledger's run
+        assert next_crossing(alert, prev) == Decimal("999999999999999999.000000000001")
+    book = Book()
+    book.alert(
+        alert_type="billable_metric_lifetime_usage_units",
+        billable_metric_code="tokens",
+        thresholds=[{"value": "0.000000000001", "recurring": True}],
+    )
+    sub = book.ledger.subscriptions["s1"]
+    sub.closed_units["tokens"] = prev
+    sub.alerts["spend"].prev = prev
+    again = load_subscription(dump_subscription(sub))
+    assert again.alerts["spend"].next_value == Decimal("999999999999999999.000000000001")
