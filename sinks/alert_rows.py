@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from pipeline.wire import dumps
 from sinks.consumer import Consumed, Unstorable
@@ -51,8 +52,8 @@ def triggered_alert_row(item: Consumed) -> TriggeredAlertRow:
         "alert_type": _text(alert, "alert_type"),
         "external_subscription_id": _text(alert, "external_subscription_id"),
         "external_customer_id": alert.get("external_customer_id"),
-        "previous_value": Decimal(_text(alert, "previous_value")),
-        "current_value": Decimal(_text(alert, "current_value")),
+        "previous_value": _decimal(alert, "previous_value"),
+        "current_value": _decimal(alert, "current_value"),
         "crossed_thresholds": dumps(crossed),
         "triggered_at": datetime.fromisoformat(_text(alert, "triggered_at")),
         "body": dumps(alert),
@@ -60,3 +61,13 @@ def triggered_alert_row(item: Consumed) -> TriggeredAlertRow:
         **optional,
     }
     return TriggeredAlertRow(row)
+
+
+def _decimal(parent: dict[str, Any], key: str) -> Decimal:
+    try:
+        value = Decimal(_text(parent, key))
+    except ArithmeticError:
+        raise ValueError(f"{key} is not a decimal string") from None
+    if not value.is_finite():
+        raise ValueError(f"{key} is not a finite decimal")
+    return value
