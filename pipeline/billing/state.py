@@ -70,10 +70,12 @@ def dump_subscription(sub: SubscriptionState, *, with_seen: bool = True) -> byte
         "n": sub.invoices,
         "seq": sub.seq,
         "seen": sub.seen if with_seen else None,
-        "al": [dump_alert(alert) for alert in sub.alerts.values()],
-        "aln": sub.alert_serial,
-        "lu": {code: str(units) for code, units in sub.closed_units.items()},
     }
+    if sub.alert_serial:  # usage alerts: only where there are (or were) some
+        document["al"] = [dump_alert(alert) for alert in sub.alerts.values()]
+        document["aln"] = sub.alert_serial
+    if sub.closed_units:
+        document["lu"] = {code: str(units) for code, units in sub.closed_units.items()}
     return json.dumps(document, separators=(",", ":")).encode()
 
 

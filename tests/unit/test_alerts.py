@@ -6,6 +6,7 @@ The plan charges `tokens` (sum) at 0.01 a unit (1 token = 1 cent) and `seats` (l
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
@@ -405,10 +406,13 @@ def test_alert_state_survives_the_stored_round_trip():
 def test_a_version_1_state_still_loads_without_alerts():
     book = Book()
     book.use(START, 10)
-    stored = dump_subscription(book.ledger.subscriptions["s1"])
-    old = stored.replace(b'"v":2', b'"v":1').split(b',"al":')[0] + b"}"
-    sub = load_subscription(old)
-    assert sub.alerts == {} and sub.closed_units == {} and sub.current == 10
+    book.alert(thresholds=[{"value": "100"}])
+    book.put(APRIL, "tick", None)
+    document = json.loads(dump_subscription(book.ledger.subscriptions["s1"]))
+    assert document.pop("v") == 2 and document.pop("al") and document.pop("aln") == 1
+    assert document.pop("lu") == {"tokens": "10"}
+    sub = load_subscription(json.dumps({"v": 1, **document}).encode())
+    assert sub.alerts == {} and sub.closed_units == {} and sub.invoiced == 10
 
 
 def test_a_tiny_step_far_below_a_huge_lifetime_value_still_loads_and_counts():
