@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import click
 
-from pipeline.settings import Settings
+from pipeline.kernel.commands import pass_settings
+from pipeline.kernel.settings import Settings
 from sinks.cli_admin import invoices, webhooks
 from sinks.cli_alerts import alerts
 
 if TYPE_CHECKING:  # the command bodies import them, to keep `tollgate --help` fast
-    from sinks.consumer import LoopConfig
-    from sinks.db import Database
-    from sinks.runtime import Activity
+    from sinks.common.consumer import LoopConfig
+    from sinks.common.db import Database
+    from sinks.common.runtime import Activity
 
-pass_settings = click.make_pass_decorator(Settings)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -39,7 +39,7 @@ def db() -> None:
 @pass_settings
 def db_migrate(settings: Settings) -> None:
     """Apply the migrations not applied yet (idempotent), printing each one."""
-    from sinks.migrate import migrate
+    from sinks.common.migrate import migrate
 
     migrate(settings.database_url, settings.database_schema, echo=click.echo)
 
@@ -76,8 +76,8 @@ def sink() -> None:
 @pass_settings
 def sink_invoices(settings: Settings, /, **options: Any) -> None:
     """Store invoice.created and credit_note.created outputs in PostgreSQL."""
-    from sinks import invoice_sink
-    from sinks.runtime import wall_clock
+    from sinks.common.runtime import wall_clock
+    from sinks.invoices import sink as invoice_sink
 
     started = _start(settings, options, "invoices")
     try:
@@ -107,8 +107,8 @@ def sink_invoices(settings: Settings, /, **options: Any) -> None:
 @pass_settings
 def sink_webhooks(settings: Settings, /, intake: bool, delivery: bool, **options: Any) -> None:
     """Queue each output for every matching endpoint, and deliver them signed, with retries."""
-    from sinks import webhook_sink
-    from sinks.runtime import wall_clock
+    from sinks.common.runtime import wall_clock
+    from sinks.webhooks import sink as webhook_sink
 
     if not (intake or delivery):
         raise click.UsageError("--no-intake and --no-delivery leave nothing to do")
@@ -146,11 +146,11 @@ class _Started(NamedTuple):
 
 def _start(settings: Settings, options: dict[str, Any], sink_name: str) -> _Started:
     """Logging, signals, metrics; refuses to run on a schema with migrations pending."""
-    from pipeline.topics import Topics
-    from sinks import runtime
-    from sinks.consumer import LoopConfig
-    from sinks.db import Database
-    from sinks.migrate import MigrationError, applied, available
+    from pipeline.kernel.topics import Topics
+    from sinks.common import runtime
+    from sinks.common.consumer import LoopConfig
+    from sinks.common.db import Database
+    from sinks.common.migrate import MigrationError, applied, available
 
     runtime.configure_logging()
     stop = threading.Event()

@@ -1,12 +1,11 @@
-"""`tollgate alerts list SUBSCRIPTION`: parsing and wiring only (sinks/alert_queries.py)."""
+"""`tollgate alerts list SUBSCRIPTION`: parsing and wiring only (query in sinks/invoices)."""
 
 from __future__ import annotations
 
 import click
 
-from pipeline.settings import Settings
-
-pass_settings = click.make_pass_decorator(Settings)
+from pipeline.kernel.commands import pass_settings
+from pipeline.kernel.settings import Settings
 
 
 @click.group()
@@ -20,8 +19,9 @@ def alerts() -> None:
 @pass_settings
 def alerts_list(settings: Settings, subscription: str, as_json: bool) -> None:
     """A subscription's alerts that fired: thresholds crossed, last value."""
-    from sinks.alert_queries import alerts_table, list_alerts
-    from sinks.db import connect
+    from sinks.common.db import connect
+    from sinks.invoices.alert_queries import list_alerts
+    from sinks.render import alerts_table
 
     with connect(settings.database_url, settings.database_schema, autocommit=True) as conn:
         if as_json:

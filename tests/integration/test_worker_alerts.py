@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.billing.timestamps import parse_instant
-from pipeline.settings import Settings
+from pipeline.kernel.settings import Settings
 from pipeline.wire import dumps
 from tests.integration.test_worker import feed_lines, replayed, wait_caught_up
 from tests.integration.timelines import START, busy_timeline

@@ -13,10 +13,10 @@ import pytest
 from pipeline.billing.webhooks import Output
 from pipeline.replay import replay
 from pipeline.wire import OutputRecord, loads
-from sinks.alert_queries import describe_crossed
-from sinks.alert_rows import TriggeredAlertRow, alert_rows_for
-from sinks.consumer import Consumed, Unstorable
-from sinks.invoice_sink import InvoiceWriter, split_rows
+from sinks.common.consumer import Consumed, Unstorable
+from sinks.invoices.alert_rows import TriggeredAlertRow, alert_rows_for
+from sinks.invoices.sink import InvoiceWriter, split_rows
+from sinks.render import describe_crossed
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "usage_alerts.jsonl"
 AT = datetime(2025, 6, 1, tzinfo=UTC)

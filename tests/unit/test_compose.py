@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.settings import Settings
+from pipeline.kernel.settings import Settings
+from pipeline.local.settings import StackSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +48,7 @@ def test_every_tollgate_variable_is_known_to_settings() -> None:
 def test_pipeline_services_run_tollgate_commands() -> None:
     services = _compose()["services"]
     commands = {name: service.get("command") for name, service in services.items()}
+    assert ["tollgate", "intake"] in commands.values()
     assert ["tollgate", "worker"] in commands.values()
     assert ["tollgate", "sink", "invoices"] in commands.values()
     assert ["tollgate", "sink", "webhooks"] in commands.values()
@@ -54,7 +56,7 @@ def test_pipeline_services_run_tollgate_commands() -> None:
 
 def test_kafka_image_matches_the_local_stack_version() -> None:
     services = _compose()["services"]
-    assert services["kafka"]["image"] == f"apache/kafka:{Settings().kafka_version}"
+    assert services["kafka"]["image"] == f"apache/kafka:{StackSettings().kafka_version}"
     assert services["postgres"]["image"].startswith("postgres:15")
 
 

@@ -401,7 +401,8 @@ def test_default_schema_ids_are_fixed() -> None:
         "clock_tick": 4,
         "output": 5,
         "dead_letter": 6,
-        "alert_record": 7,
+        "usage_batch": 7,
+        "alert_record": 8,
     }
 
 
