@@ -81,6 +81,25 @@ def subscription_records(count: int) -> list[Record]:
     ]
 
 
+def alert_records(count: int) -> list[Record]:
+    """Two usage alerts per subscription (`--alerts`): the period's amount and lifetime tokens."""
+    records = []
+    for i in range(count):
+        for code, alert_type, metric, first, step in (
+            ("spend", "current_usage_amount", None, "500", "1000"),
+            ("tokens", "billable_metric_lifetime_usage_units", "tokens", "100000", "1000000"),
+        ):
+            alert = {
+                "external_subscription_id": f"sub-{i}",
+                "code": code,
+                "alert_type": alert_type,
+                "billable_metric_code": metric,
+                "thresholds": [{"value": first}, {"value": step, "recurring": True}],
+            }
+            records.append(Record(START, "alert", alert))
+    return records
+
+
 def event_records(count: int, subscriptions: int) -> Iterator[Record]:
     """Events spread over ~60 days so periods close during the run, made as they are consumed
     (the worker decodes events one batch at a time; it never holds a million of them)."""
@@ -102,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--subscriptions", type=int, default=1_000)
     parser.add_argument("--batch", type=int, default=500, help="records per Ledger.run call")
+    parser.add_argument("--alerts", action="store_true", help="two usage alerts per subscription")
     args = parser.parse_args(argv)
     engine = compiled_engine.in_use()
     print(
@@ -109,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     ledger = Ledger()
-    for record in catalog_records() + subscription_records(args.subscriptions):
+    setup = catalog_records() + subscription_records(args.subscriptions)
+    for record in setup + (alert_records(args.subscriptions) if args.alerts else []):
         ledger.step(record)
     events = event_records(args.events, args.subscriptions)
     outputs = 0
@@ -133,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "events": args.events,
         "subscriptions": args.subscriptions,
         "batch": args.batch,
+        "alerts": args.alerts,
         "outputs": outputs,
         "seconds": round(seconds, 3),
         "events_per_s": round(args.events / seconds),

@@ -26,6 +26,7 @@ _PAYLOAD_KEYS = {
     "subscription": "subscription",
     "terminate_subscription": "external_id",
     "event": "event",
+    "alert": "alert",
 }
 
 

@@ -1,4 +1,5 @@
-"""The sinks' commands (`tollgate db`, `sink`; `webhooks` and `invoices` in cli_admin.py):
+"""The sinks' commands (`tollgate db`, `sink`; `webhooks` and `invoices` in cli_admin.py,
+`alerts` in cli_alerts.py):
 parsing and wiring only.
 
 They are registered on the `tollgate` group in pipeline/cli.py. As there, each command imports
@@ -16,6 +17,7 @@ import click
 from pipeline.kernel.commands import pass_settings
 from pipeline.kernel.settings import Settings
 from sinks.cli_admin import invoices, webhooks
+from sinks.cli_alerts import alerts
 
 if TYPE_CHECKING:  # the command bodies import them, to keep `tollgate --help` fast
     from sinks.common.consumer import LoopConfig
@@ -183,4 +185,4 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{table} {n}" for table, n in sorted(counts.items())) or "nothing"
 
 
-COMMANDS = (db, sink, webhooks, invoices)
+COMMANDS = (db, sink, webhooks, invoices, alerts)

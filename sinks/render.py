@@ -1,10 +1,12 @@
-"""Plain aligned text for the `invoices` and `webhooks` commands. Pure."""
+"""Plain aligned text for the `invoices`, `webhooks` and `alerts` commands. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
+from sinks.invoices.alert_queries import AlertSummary
 from sinks.invoices.queries import InvoiceDetail, InvoiceSummary
 from sinks.webhooks.admin import Delivery, Endpoint
 
@@ -165,3 +167,33 @@ def _is_number(value: object) -> bool:
         return True
     text = str(value)
     return text.replace(".", "", 1).lstrip("-").isdigit()
+
+
+def alerts_table(alerts: Sequence[AlertSummary]) -> str:
+    headers = ("ALERT", "TYPE", "METRIC", "FIRED", "THRESHOLDS CROSSED", "LAST VALUE", "LAST AT")
+    rows = [
+        (
+            alert.code,
+            alert.alert_type,
+            alert.billable_metric_code or "-",
+            alert.triggers,
+            describe_crossed(alert.crossed),
+            format(alert.last_value.normalize(), "f"),
+            alert.last_triggered_at.isoformat(timespec="seconds"),
+        )
+        for alert in alerts
+    ]
+    return table(headers, rows)
+
+
+def describe_crossed(crossed: Sequence[dict[str, Any]]) -> str:
+    """`"4000 (80%), 5000, recurring ×3 up to 12500"`."""
+    parts = [
+        f"{t['value']} ({t['code']})" if t.get("code") else str(t["value"])
+        for t in crossed
+        if not t.get("recurring")
+    ]
+    steps = [t["value"] for t in crossed if t.get("recurring")]
+    if steps:
+        parts.append(f"recurring ×{len(steps)} up to {steps[-1]}")
+    return ", ".join(parts)

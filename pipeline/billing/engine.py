@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.billing import catalog as defs
 from pipeline.billing import webhooks
+from pipeline.billing.alerting import apply_alert, evaluate_alerts
 from pipeline.billing.catalog import Catalog, DefinitionError, applicable_thresholds
 from pipeline.billing.context import EngineSettings, StepContext
 from pipeline.billing.events import (
@@ -49,6 +50,7 @@ RECORD_KINDS = frozenset(
         "terminate_subscription",
         "event",
         "tick",
+        "alert",
     }
 )
 
@@ -285,6 +287,9 @@ class Ledger:
         if record.kind == "terminate_subscription":
             self._apply_termination(record.payload, ctx)
             return
+        if record.kind == "alert":
+            apply_alert(self.subscriptions, record.payload, ctx)
+            return
         new, old = defs.apply_definition(self.catalog, record.kind, record.payload, ctx.now)
         if isinstance(new, defs.SubscriptionDefinition):
             self._apply_subscription(new, ctx)
@@ -305,22 +310,24 @@ class Ledger:
         if old is None:
             return
         charges_changed = old.charges != plan.charges
-        if not charges_changed and old.thresholds == plan.thresholds:
-            return  # fee, interval or advance: from the next period on
         for external_id in sorted(self.subscriptions):
             sub = self.subscriptions[external_id]
             if sub.status != ACTIVE or sub.definition is None:
                 continue
             if sub.definition.plan_code != plan.code:
                 continue
-            if not charges_changed and applicable_thresholds(
+            checked = charges_changed or applicable_thresholds(
                 sub.definition, old
-            ) == applicable_thresholds(sub.definition, plan):
+            ) != applicable_thresholds(sub.definition, plan)
+            if not (checked or sub.alerts):
                 continue  # nothing that applies to this subscription changed (spec §3)
             self._save(sub)
             if charges_changed:
                 reprice(sub, ctx)
-            check_thresholds(sub, ctx)
+            if checked:
+                check_thresholds(sub, ctx)
+            if sub.alerts:
+                evaluate_alerts(sub, ctx)
             ctx.touched.add(external_id)
 
     def _apply_subscription(
@@ -357,11 +364,12 @@ class Ledger:
             return
         sub.definition = definition
         ctx.touched.add(sub.external_id)
-        if sub.status != ACTIVE:
-            return
-        if definition.plan_code != old.plan_code:
-            reprice(sub, ctx)
-        check_thresholds(sub, ctx)
+        if sub.status == ACTIVE:
+            if definition.plan_code != old.plan_code:
+                reprice(sub, ctx)
+            check_thresholds(sub, ctx)
+        if sub.alerts:
+            evaluate_alerts(sub, ctx)
 
     def _apply_termination(self, payload: object, ctx: StepContext) -> None:
         external_id = _text_id(payload)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pipeline.billing import ids, webhooks
+from pipeline.billing.alerting import period_opened
 from pipeline.billing.context import StepContext
 from pipeline.billing.invoices import (
     SUBSCRIPTION,
@@ -82,12 +83,13 @@ def _open(sub: SubscriptionState, ctx: StepContext, period: Period) -> FeeLine |
 
 def close_period(sub: SubscriptionState, ctx: StepContext) -> None:
     """The clock passed the open period's end (plus the allowed lateness): invoice it, open the
-    next one, and apply the events held for it."""
+    next one, evaluate the alerts, and apply the events held for it."""
     assert sub.period is not None and sub.definition is not None and sub.anchor is not None
     closed = sub.period
     fees = _arrears_fee(sub, ctx, None)
     charges = charge_lines(sub, ctx.plan_of(sub))
     progressive, charge_fees = sub.progressive, sub.current
+    closed_usage = sub.accumulators
     plan = ctx.plan_of(sub)
     zone = ctx.customer_of(sub).zone
     opened = next_period(closed, sub.anchor, plan.interval, sub.definition.billing_time, zone)
@@ -109,6 +111,7 @@ def close_period(sub: SubscriptionState, ctx: StepContext) -> None:
         progressive=progressive,
     )
     _prune_seen(sub, ctx)
+    period_opened(sub, ctx, closed_usage)
     _apply_held(sub, ctx, None)
 
 

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.billing.aggregation import accumulator_from_state
+from pipeline.billing.alerts import dump_alert, load_alert
 from pipeline.billing.catalog import (
     Catalog,
     SubscriptionDefinition,
@@ -26,7 +27,9 @@ from pipeline.billing.periods import Period
 from pipeline.billing.subscription import HeldEvent, SubscriptionState
 from pipeline.billing.timestamps import EPOCH
 
-VERSION = 1
+VERSION = 1  # the ledger's head and catalogue definitions
+SUBSCRIPTION_VERSION = 2  # 2: usage alerts and per-metric lifetime units (spec §11)
+_READABLE_SUBSCRIPTIONS = frozenset({1, 2})  # a version-1 state loads with neither
 _MICRO = timedelta(microseconds=1)
 
 
@@ -40,7 +43,7 @@ def dump_subscription(sub: SubscriptionState, *, with_seen: bool = True) -> byte
     period = sub.period
     progressive = sub.progressive
     document: dict[str, Any] = {
-        "v": VERSION,
+        "v": SUBSCRIPTION_VERSION,
         "id": sub.external_id,
         "gen": sub.generation,
         "lago": sub.lago_id,
@@ -66,6 +69,11 @@ def dump_subscription(sub: SubscriptionState, *, with_seen: bool = True) -> byte
         "seq": sub.seq,
         "seen": sub.seen if with_seen else None,
     }
+    if sub.alert_serial:  # usage alerts: only where there are (or were) some
+        document["al"] = [dump_alert(alert) for alert in sub.alerts.values()]
+        document["aln"] = sub.alert_serial
+    if sub.closed_units:
+        document["lu"] = {code: str(units) for code, units in sub.closed_units.items()}
     return json.dumps(document, separators=(",", ":")).encode()
 
 
@@ -74,8 +82,9 @@ def load_subscription(data: bytes, seen: dict[str, int] | None = None) -> Subscr
         document = json.loads(data)
     except ValueError as error:
         raise StateError(f"not a subscription state: {error}") from None
-    if not isinstance(document, dict) or document.get("v") != VERSION:
-        raise StateError(f"unsupported subscription state version {document.get('v')!r}")
+    if not isinstance(document, dict) or document.get("v") not in _READABLE_SUBSCRIPTIONS:
+        version = document.get("v") if isinstance(document, dict) else None
+        raise StateError(f"unsupported subscription state version {version!r}")
     sub = SubscriptionState(document["id"])
     sub.generation = document["gen"]
     sub.lago_id = document["lago"]
@@ -104,6 +113,11 @@ def load_subscription(data: bytes, seen: dict[str, int] | None = None) -> Subscr
     sub.invoices = document["n"]
     sub.seq = document["seq"]
     sub.seen = document["seen"] if document["seen"] is not None else dict(seen or {})
+    for items in document.get("al", ()):
+        alert = load_alert(sub.external_id, items)
+        sub.alerts[alert.definition.code] = alert
+    sub.alert_serial = document.get("aln", 0)
+    sub.closed_units = {code: Decimal(units) for code, units in document.get("lu", {}).items()}
     return sub
 
 

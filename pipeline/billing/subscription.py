@@ -11,6 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from pipeline.billing.aggregation import Accumulator, accumulator_from_state
+from pipeline.billing.alerts import AlertState
 from pipeline.billing.catalog import SubscriptionDefinition
 from pipeline.billing.ids import subscription_id
 from pipeline.billing.invoices import ProgressiveRef
@@ -40,7 +41,10 @@ class SubscriptionState:
         "_subscription_at",
         "accepted_ids",
         "accumulators",
+        "alert_serial",
+        "alerts",
         "anchor",
+        "closed_units",
         "created_at",
         "current",
         "definition",
@@ -94,6 +98,10 @@ class SubscriptionState:
         self.seen: dict[str, int] = {}
         self.accepted_ids: list[str] = []  # the journal (EngineSettings.journal)
         self.forgotten_ids: list[str] = []
+        # Usage alerts (spec §11) by code, in creation order, and what their values need.
+        self.alerts: dict[str, AlertState] = {}
+        self.alert_serial = 0  # alerts created so far under this external id (their ids)
+        self.closed_units: dict[str, Decimal] = {}  # per metric: units of the closed periods
 
     @property
     def subscription_at(self) -> datetime | None:
@@ -130,6 +138,8 @@ class SubscriptionState:
         self.anchor = None
         self.terminated_at = None
         self.invoiced = 0
+        self.alerts = {}  # the alerts of an earlier subscription ended with it
+        self.closed_units = {}
         self.reset_period(None)
         self.held = []
 
@@ -172,6 +182,12 @@ class SubscriptionState:
         other.seen = dict(self.seen)
         other.accepted_ids = list(self.accepted_ids)
         other.forgotten_ids = list(self.forgotten_ids)
+        other.alerts = {
+            code: AlertState(alert.definition, alert.lago_id, alert.prev, alert.triggers)
+            for code, alert in self.alerts.items()
+        }
+        other.alert_serial = self.alert_serial
+        other.closed_units = dict(self.closed_units)
         return other
 
     def take_journal(self) -> tuple[list[str], list[str]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.billing import ids, webhooks
 from pipeline.billing.aggregation import Accumulator, OrderNotKept, new_accumulator
+from pipeline.billing.alerting import evaluate_alerts
 from pipeline.billing.catalog import Plan, applicable_thresholds
 from pipeline.billing.context import StepContext
 from pipeline.billing.invoices import (
@@ -41,7 +42,8 @@ def add_usage(
     timestamp_us: int,
     seq: int,
 ) -> None:
-    """Apply one accepted event to the open period; check thresholds if the plan charges it."""
+    """Apply one accepted event to the open period; check thresholds if the plan charges it,
+    then evaluate the subscription's alerts (spec §11)."""
     accumulator = sub.accumulators.get(code)
     if accumulator is None:
         metric = ctx.catalog.metrics[code]
@@ -53,16 +55,18 @@ def add_usage(
     charge = ctx.catalog.plans[sub.definition.plan_code].charges_by_metric.get(code)
     if charge is None:
         ctx.uncharged += 1
-        return
-    try:
-        fee = charge.model.fee_cents(accumulator)
-    except OrderNotKept:
-        fee = charge_fee(charge.model, accumulator)
-    sub.current += fee - sub.fees[code]
-    sub.fees[code] = fee
-    trigger = sub.trigger
-    if trigger is None or sub.current >= trigger:
-        check_thresholds(sub, ctx)
+    else:
+        try:
+            fee = charge.model.fee_cents(accumulator)
+        except OrderNotKept:
+            fee = charge_fee(charge.model, accumulator)
+        sub.current += fee - sub.fees[code]
+        sub.fees[code] = fee
+        trigger = sub.trigger
+        if trigger is None or sub.current >= trigger:
+            check_thresholds(sub, ctx)
+    if sub.alerts:
+        evaluate_alerts(sub, ctx)
 
 
 def ordered_metrics(ctx: StepContext) -> frozenset[str]:

@@ -76,6 +76,18 @@ def usage_threshold_reached(
     )
 
 
+def alert_triggered(triggered_alert: dict[str, Any], lago_alert_id: str, count: int) -> Output:
+    return webhook(
+        "alert.triggered",
+        "triggered_alert",
+        triggered_alert,
+        lago_alert_id,
+        count,
+        external_subscription_id=triggered_alert["external_subscription_id"],
+        external_customer_id=triggered_alert["external_customer_id"],
+    )
+
+
 def event_error(
     reason: str, message: str, event: object, ref: str, subscription: str | None
 ) -> Output:

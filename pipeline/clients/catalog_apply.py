@@ -4,7 +4,8 @@ The file is checked on top of what the catalog topic already holds (so a plan ma
 metric published earlier, and a metric's aggregation cannot change); any problem refuses the
 whole file before anything is sent. Billable metrics, plans and customers then go to the
 catalog topic and to every partition of the usage-events topic, subscriptions to the
-usage-events topic keyed by their external id, all stamped with one instant (`at`).
+usage-events topic keyed by their external id and alerts keyed by their subscription's, all
+stamped with one instant (`at`).
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def run(
     echo(f"applied {path} at {iso(when)}: {listed}")
     echo(
         f"  definitions: {topics.catalog} and all {producer.partitions} partitions of "
-        f"{topics.usage_events}; subscriptions: {topics.usage_events}, keyed by external_id"
+        f"{topics.usage_events}; subscriptions and alerts: {topics.usage_events}, keyed by "
+        "external subscription id"
     )
     echo(f"  {producer.delivered} messages delivered")
     return counts
@@ -100,6 +102,8 @@ def publish(producer: UsageProducer, definitions: list[Definition], at: datetime
     for item in definitions:
         if item.kind == "subscription":
             producer.send_subscription(item.payload, at=at)
+        elif item.kind == "alert":
+            producer.send_alert(item.payload, at=at)
         else:
             producer.send_definition(item.kind, item.payload, at)
 

@@ -1,8 +1,9 @@
 """Catalogue files for `tollgate catalog apply`: loading (YAML or JSON) and validation.
 
 A file is one object with optional lists, applied in this order: `billable_metrics`, `plans`
-(with `charges` and `usage_thresholds`), `customers` and `subscriptions` (which may override
-their plan's `usage_thresholds`), every item a Lago object (spec §1). Validation runs the
+(with `charges` and `usage_thresholds`), `customers`, `subscriptions` (which may override
+their plan's `usage_thresholds`) and `alerts` (usage alerts of those subscriptions, spec §11),
+every item a Lago object (spec §1). Validation runs the
 engine's own parsers over the whole file, with a `Catalog` built as it goes, so a plan sees the
 metrics before it; any problem refuses the whole file, and each problem names where it is
 (`plans[1] (line 14)`). Nothing here talks to Kafka.
@@ -23,6 +24,7 @@ from typing import Any, Final
 import yaml
 
 from pipeline.billing.catalog import Catalog, DefinitionError, apply_definition
+from pipeline.clients.catalog_alerts import FileAlerts
 from pipeline.kernel.errors import TollgateError
 from pipeline.wire.jsontext import loads
 
@@ -31,6 +33,7 @@ SECTIONS: Final = (
     ("plans", "plan"),
     ("customers", "customer"),
     ("subscriptions", "subscription"),
+    ("alerts", "alert"),
 )
 """Each list a file may hold, with the kind of its items, in the order they are applied."""
 
@@ -39,6 +42,7 @@ KEY_FIELDS: Final = {
     "plan": "code",
     "customer": "external_id",
     "subscription": "external_id",
+    "alert": "code",
 }
 
 
@@ -63,8 +67,12 @@ class Definition:
 
     @property
     def key(self) -> str:
-        """The code or external id naming it (text); valid once the file has been validated."""
-        return str(self.payload.get(KEY_FIELDS[self.kind]))
+        """The code or external id naming it (text); valid once the file has been validated.
+        An alert is named by its subscription and its code."""
+        key = str(self.payload.get(KEY_FIELDS[self.kind]))
+        if self.kind == "alert":
+            return f"{self.payload.get('external_subscription_id')}/{key}"
+        return key
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -223,9 +231,14 @@ def validate_definitions(
     catalog = known.copy() if known else Catalog()
     problems: list[str] = []
     first_seen: dict[tuple[str, str], str] = {}
+    alerts = FileAlerts()
     for item in definitions:
         try:
-            apply_definition(catalog, item.kind, item.payload)
+            if item.kind == "alert":
+                alerts.check(item.payload, catalog)
+            else:
+                apply_definition(catalog, item.kind, item.payload)
+                alerts.note(item)
         except DefinitionError as error:
             problems.append(f"{item.where}: {error}{_hint(str(error))}")
             continue

@@ -2,7 +2,8 @@
 
 Each timeline line is read with `pipeline.replay.parse_record`, exactly as `tollgate replay`
 reads it, and sent with its `at` as the Kafka timestamp: definitions to the catalog topic and
-every usage-events partition, subscriptions and terminations keyed by external id, events keyed
+every usage-events partition, subscriptions and terminations keyed by external id, alerts keyed
+by their external subscription id, events keyed
 by external subscription id (Avro when it carries the event exactly, else JSON; an event given
 as a raw string goes out as those very bytes), ticks to every partition. A line without `type`
 and `at` is a plain Lago event, sent with the time of sending.
@@ -53,6 +54,7 @@ class FeedStats:
     events: int = 0
     definitions: int = 0
     subscriptions: int = 0  # upserts and terminations
+    alerts: int = 0  # usage alert records
     ticks: int = 0  # tick records of the file
     clock_ticks: int = 0  # ticks added before a clock advance, and the last one
     json_fallbacks: int = 0  # events sent as JSON because Avro would not carry them exactly
@@ -62,7 +64,8 @@ class FeedStats:
     def describe(self) -> str:
         return (
             f"{self.records} records (events: {self.events}, definitions: {self.definitions}, "
-            f"subscription records: {self.subscriptions}, ticks: {self.ticks}), "
+            f"subscription records: {self.subscriptions}, alerts: {self.alerts}, "
+            f"ticks: {self.ticks}), "
             f"clock ticks added: {self.clock_ticks}, problems: {self.problems}"
         )
 
@@ -159,6 +162,9 @@ class Feeder:
         elif kind == "terminate_subscription":
             self.producer.terminate_subscription(payload, at)
             self.stats.subscriptions += 1
+        elif kind == "alert":
+            self.producer.send_alert(payload, at=at)
+            self.stats.alerts += 1
         else:
             self.producer.send_definition(kind, payload, at)
             self.stats.definitions += 1

@@ -36,12 +36,14 @@ from pipeline.wire import (
     DEFAULT_MAX_BYTES,
     DEFAULT_SCHEMA_IDS,
     INVALID,
+    AlertRecord,
     CatalogKind,
     CatalogRecord,
     SchemaIds,
     SubscriptionRecord,
     WireError,
     dumps,
+    encode_alert_record,
     encode_catalog_record,
     encode_subscription_record,
     encode_tick,
@@ -211,6 +213,22 @@ class UsageProducer:
     def _send_subscription(self, record: SubscriptionRecord, at: datetime | None) -> None:
         value = encode_subscription_record(record, ids=self.schema_ids)
         self._produce(self.topics.usage_events, value, record.external_id, at)
+
+    def send_alert(self, alert: Mapping[str, Any], *, at: datetime | None = None) -> None:
+        """Create, update or delete (`"deleted": true`) a usage alert (spec §11), keyed by its
+        external_subscription_id like subscription records. Avro, or Lago's POST body
+        `{"alert": {...}}` as JSON when configured so or when Avro cannot carry its ids (the
+        worker then refuses it, as replay does)."""
+        if not isinstance(alert, Mapping):
+            raise WireError(INVALID, f"an alert must be an object, got {alert!r}")
+        record = AlertRecord.of(alert)
+        try:
+            value = encode_alert_record(record, ids=self.schema_ids) if self.avro else None
+        except WireError:
+            value = None
+        if value is None:
+            value = json_bytes({"alert": record.alert}, "alert")
+        self._produce(self.topics.usage_events, value, record.external_subscription_id, at)
 
     def send_definition(
         self, kind: str, definition: Mapping[str, Any], at: datetime | None = None

@@ -1,11 +1,12 @@
 """`tollgate demo` (what `make up` runs): the whole pipeline on the local stack, live.
 
 The intake, a worker, both sinks and a local webhook receiver start; a demo catalogue (AI-token
-plans with fixed and recurring thresholds, one per-subscription override, a graduated API plan)
-and traffic from a thousand subscriptions go in; progress shows events sent and billed per
-second with the p99 from event to outputs acknowledged, thresholds crossed, invoices written and
-webhooks delivered; a summary is read back from PostgreSQL. Each run has its own topics and
-PostgreSQL schema, so it starts clean. Ctrl-C stops it cleanly.
+plans with fixed and recurring thresholds, one per-subscription override, a graduated API plan,
+a usage alert on every subscription) and traffic from a thousand subscriptions go in; progress
+shows events sent and billed per second with the p99 from event to outputs acknowledged,
+thresholds crossed, invoices written, alerts triggered and webhooks delivered; a summary is read
+back from PostgreSQL. Each run has its own topics and PostgreSQL schema, so it starts clean.
+Ctrl-C stops it cleanly.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def _publish_catalog(demo: Settings, run_id: str, count: int) -> list[tuple[str,
     subscriptions = []
     with UsageProducer(demo.kafka_bootstrap, topics) as producer:
         for item in load_catalog_file(CATALOG):
-            if item.kind != "subscription":
+            if item.kind not in ("subscription", "alert"):  # this run makes its own
                 producer.send_definition(item.kind, item.payload)
         for index in range(count):
             plan = PLANS[index % len(PLANS)]
@@ -170,8 +171,20 @@ def _publish_catalog(demo: Settings, run_id: str, count: int) -> list[tuple[str,
                     {"amount_cents": 2500, "threshold_display_name": "every $25", "recurring": True}
                 ]
             producer.send_subscription(definition)
+            producer.send_alert(_spend_alert(name))
             subscriptions.append((name, METRIC_OF_PLAN[plan]))
     return subscriptions
+
+
+def _spend_alert(subscription: str) -> dict[str, Any]:
+    """A usage alert for every demo subscription: at $20 of usage this month, then every $50."""
+    return {
+        "external_subscription_id": subscription,
+        "code": "monthly_spend",
+        "name": "Monthly spend",
+        "alert_type": "current_usage_amount",
+        "thresholds": [{"code": "$20", "value": "2000"}, {"value": "5000", "recurring": True}],
+    }
 
 
 def _traffic(
@@ -219,13 +232,15 @@ def _counts(demo: Settings, receiver: Receiver) -> dict[str, int]:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM invoices),"
             " (SELECT count(*) FROM applied_usage_thresholds),"
-            " (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending')"
+            " (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'),"
+            " (SELECT count(*) FROM triggered_alerts)"
         ).fetchone()
     assert row is not None
     return {
         "invoices": row[0],
         "thresholds": row[1],
         "pending": row[2],
+        "alerts": row[3],
         "delivered": len(receiver.seen),
     }
 
@@ -261,7 +276,8 @@ def _progress(
     counts = _counts(demo, receiver)
     echo(
         f"  sent {sent:>8,} | {live.line()} | thresholds {counts['thresholds']:>5,} | "
-        f"invoices {counts['invoices']:>5,} | webhooks {counts['delivered']:>5,}"
+        f"invoices {counts['invoices']:>5,} | alerts {counts['alerts']:>5,} | "
+        f"webhooks {counts['delivered']:>5,}"
         + ("" if alive == PROCESSES else f" | {PROCESSES - alive} process(es) exited: see logs")
     )
 

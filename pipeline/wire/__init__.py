@@ -23,6 +23,7 @@ from pipeline.wire.avro import (
 )
 from pipeline.wire.batches import FrameWriter, read_frames, write_frames
 from pipeline.wire.codecs import (
+    decode_alert_record,
     decode_catalog_record,
     decode_dead_letter,
     decode_ledger_input,
@@ -33,6 +34,7 @@ from pipeline.wire.codecs import (
     decode_usage_batch,
     decode_usage_event,
     decode_usage_topic,
+    encode_alert_record,
     encode_catalog_record,
     encode_dead_letter,
     encode_framed_batch,
@@ -45,6 +47,7 @@ from pipeline.wire.codecs import (
 from pipeline.wire.errors import INVALID, MALFORMED, WireError
 from pipeline.wire.jsontext import MAX_DEPTH, dumps, loads
 from pipeline.wire.records import (
+    AlertRecord,
     CatalogKind,
     CatalogRecord,
     DeadLetter,
@@ -65,6 +68,7 @@ __all__ = [
     "MAX_DEPTH",
     "SCHEMA_IDS_ENV",
     "SCHEMA_NAMES",
+    "AlertRecord",
     "CatalogKind",
     "CatalogRecord",
     "DeadLetter",
@@ -80,6 +84,7 @@ __all__ = [
     "catalog_key",
     "check_size",
     "decode",
+    "decode_alert_record",
     "decode_catalog_record",
     "decode_dead_letter",
     "decode_ledger_input",
@@ -92,6 +97,7 @@ __all__ = [
     "decode_usage_topic",
     "dumps",
     "encode",
+    "encode_alert_record",
     "encode_catalog_record",
     "encode_dead_letter",
     "encode_framed_batch",

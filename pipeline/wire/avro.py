@@ -30,6 +30,7 @@ SCHEMA_NAMES: Final = (
     "output",
     "dead_letter",
     "usage_batch",
+    "alert_record",
 )
 SCHEMA_IDS_ENV: Final = "TOLLGATE_SCHEMA_IDS"
 DEFAULT_MAX_BYTES: Final = 1 << 20
@@ -87,6 +88,7 @@ DEFAULT_SCHEMA_IDS: Final = SchemaIds.from_mapping(
         "output": 5,
         "dead_letter": 6,
         "usage_batch": 7,
+        "alert_record": 8,
     }
 )
 

@@ -24,6 +24,7 @@ from pipeline.wire.batches import read_frames, write_frames
 from pipeline.wire.errors import INVALID, MALFORMED, WireError
 from pipeline.wire.jsontext import dumps, loads
 from pipeline.wire.records import (
+    AlertRecord,
     CatalogKind,
     CatalogRecord,
     DeadLetter,
@@ -165,13 +166,18 @@ def decode_subscriptions_topic(
 
 def decode_ledger_input(
     data: bytes | None, *, ids: SchemaIds = DEFAULT_SCHEMA_IDS, max_bytes: int = DEFAULT_MAX_BYTES
-) -> dict[str, Any] | Tick | SubscriptionRecord | CatalogRecord:
+) -> dict[str, Any] | Tick | SubscriptionRecord | CatalogRecord | AlertRecord:
     """Anything the usage-events topic carries, in the one order the worker applies it: usage
-    events (Avro or JSON), clock ticks, subscription records and catalog records (written to
-    every partition so that each partition applies a definition at a definite place)."""
+    events (Avro or JSON), clock ticks, subscription and alert records, and catalog records
+    (written to every partition so that each partition applies a definition at a definite
+    place). JSON `{"alert": {...}}` (Lago's POST body shape) is an alert record."""
     if not data or data[0] != 0:
-        return _event_from_json(data, max_bytes)
-    accept = ("usage_event", "clock_tick", "subscription_record", "catalog_record")
+        event = _event_from_json(data, max_bytes)
+        inner = event.get("alert")
+        if len(event) == 1 and isinstance(inner, dict):
+            return AlertRecord.of(inner)
+        return event
+    accept = ("usage_event", "clock_tick", "subscription_record", "catalog_record", "alert_record")
     schema_name, record = decode(data, ids=ids, accept=accept, max_bytes=max_bytes)
     if schema_name == "clock_tick":
         return Tick(record["source"])
@@ -179,7 +185,46 @@ def decode_ledger_input(
         return _subscription_from_avro(record)
     if schema_name == "catalog_record":
         return _catalog_from_avro(record)
+    if schema_name == "alert_record":
+        return _alert_from_avro(record)
     return _event_from_avro((schema_name, record))
+
+
+def encode_alert_record(record: AlertRecord, *, ids: SchemaIds = DEFAULT_SCHEMA_IDS) -> bytes:
+    """`WireError("invalid")` when the alert's subscription id or code is not a string or an
+    integer (JSON carries such an alert to the engine, which refuses it)."""
+    alert = record.alert
+    value = {
+        "external_subscription_id": id_text(
+            alert.get("external_subscription_id"), "external_subscription_id"
+        ),
+        "code": id_text(alert.get("code"), "code"),
+        "deleted": record.deleted,
+        "alert_json": None if record.deleted else _dumps(alert, "alert"),
+    }
+    return encode("alert_record", value, ids=ids)
+
+
+def decode_alert_record(
+    data: bytes | None, *, ids: SchemaIds = DEFAULT_SCHEMA_IDS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> AlertRecord:
+    _, record = decode(data, ids=ids, accept=("alert_record",), max_bytes=max_bytes)
+    return _alert_from_avro(record)
+
+
+def _alert_from_avro(record: dict[str, Any]) -> AlertRecord:
+    subscription, code, text = (
+        record["external_subscription_id"],
+        record["code"],
+        record["alert_json"],
+    )
+    if record["deleted"] != (text is None):
+        raise WireError(MALFORMED, "an alert record carries alert_json unless it is a deletion")
+    if text is None:
+        return AlertRecord(
+            subscription, {"external_subscription_id": subscription, "code": code, "deleted": True}
+        )
+    return AlertRecord(subscription, _loads_object(text, "alert_json"))
 
 
 def _subscription_from_avro(record: dict[str, Any]) -> SubscriptionRecord:

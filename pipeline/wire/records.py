@@ -58,6 +58,25 @@ class SubscriptionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """Create, update or delete one usage alert (spec §11): `alert` is the timeline's `alert`
+    object, `{"external_subscription_id", "code", "deleted": true}` for a deletion."""
+
+    external_subscription_id: str | None  # the partition key; None if the object has none
+    alert: dict[str, Any]
+
+    @classmethod
+    def of(cls, alert: Mapping[str, Any]) -> AlertRecord:
+        subscription = alert.get("external_subscription_id")
+        valid = isinstance(subscription, str | int) and not isinstance(subscription, bool)
+        return cls(str(subscription) if valid else None, dict(alert))
+
+    @property
+    def deleted(self) -> bool:
+        return self.alert.get("deleted") is True
+
+
+@dataclass(frozen=True, slots=True)
 class OutputRecord:
     """One webhook: a deterministic delivery `id` and the Lago-shaped `body` (spec §7)."""
 

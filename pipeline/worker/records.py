@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from pipeline.billing.engine import Record
 from pipeline.wire import (
+    AlertRecord,
     CatalogRecord,
     SchemaIds,
     SubscriptionRecord,
@@ -69,6 +70,8 @@ def decode_message(message: InputMessage, ids: SchemaIds, max_bytes: int) -> Dec
         return Decoded(Record(at, "subscription", value.subscription, ref), value.external_id)
     if isinstance(value, CatalogRecord):
         return Decoded(Record(at, value.kind, value.definition, ref), None)
+    if isinstance(value, AlertRecord):
+        return Decoded(Record(at, "alert", value.alert, ref), value.external_subscription_id)
     subscription = value.get("external_subscription_id")
     return Decoded(
         Record(at, "event", value, ref), str(subscription) if subscription is not None else None

@@ -1,5 +1,6 @@
-"""`tollgate sink invoices`: store invoice.created and credit_note.created outputs in
-PostgreSQL (invoices, invoice_fees, applied_usage_thresholds, credit_notes).
+"""`tollgate sink invoices`: store invoice.created, credit_note.created and alert.triggered
+outputs in PostgreSQL (invoices, invoice_fees, applied_usage_thresholds, credit_notes,
+triggered_alerts).
 
 Each batch is one transaction: per table, COPY into a temporary table then
 ``INSERT ... SELECT ... ON CONFLICT (key) DO NOTHING`` (about 1.5 times as fast as pipelined
@@ -24,6 +25,7 @@ from sinks.common.consumer import (
 )
 from sinks.common.db import Connection, Database
 from sinks.common.runtime import Activity, Clock
+from sinks.invoices.alert_rows import TRIGGERED_ALERT_COLUMNS, TriggeredAlertRow, alert_rows_for
 from sinks.invoices.rows import (
     CREDIT_NOTE_AMOUNTS,
     INVOICE_AMOUNTS,
@@ -68,9 +70,10 @@ _TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             *CREDIT_NOTE_AMOUNTS, "body", "event_at",
         ),
     ),
+    ("triggered_alerts", "webhook_id", TRIGGERED_ALERT_COLUMNS),
 )  # fmt: skip
 
-Stored = InvoiceRows | CreditNoteRow
+Stored = InvoiceRows | CreditNoteRow | TriggeredAlertRow
 
 
 class InvoiceWriter:
@@ -79,7 +82,7 @@ class InvoiceWriter:
     sink = "invoices"
 
     def prepare(self, item: Consumed) -> Stored | None:
-        return rows_for(item)
+        return rows_for(item) or alert_rows_for(item)
 
     def write(self, conn: Connection, items: Sequence[Stored], now: datetime) -> Written:
         rows = split_rows(items)
@@ -100,8 +103,10 @@ def split_rows(items: Sequence[Stored]) -> dict[str, list[Row]]:
             rows["invoices"].append(item.invoice)
             rows["invoice_fees"].extend(item.fees)
             rows["applied_usage_thresholds"].extend(item.thresholds)
-        else:
+        elif isinstance(item, CreditNoteRow):
             rows["credit_notes"].append(item.credit_note)
+        else:
+            rows["triggered_alerts"].append(item.triggered_alert)
     return rows
 
 

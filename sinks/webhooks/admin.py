@@ -18,6 +18,7 @@ WEBHOOK_TYPES = (
     "invoice.created",
     "subscription.usage_threshold_reached",
     "credit_note.created",
+    "alert.triggered",
     "event.error",
 )
 ROTATION_GRACE = timedelta(hours=24)

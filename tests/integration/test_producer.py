@@ -32,6 +32,7 @@ from pipeline.kernel.settings import Settings
 from pipeline.kernel.topics import Topics
 from pipeline.replay import Problem, parse_record, replay
 from pipeline.wire import (
+    AlertRecord,
     CatalogRecord,
     OutputRecord,
     SubscriptionRecord,
@@ -142,6 +143,8 @@ def describe(landed: Landed) -> tuple[str, str | None, int, bytes | None]:
     if isinstance(value, SubscriptionRecord):
         kind = "subscription" if value.action == "upsert" else "terminate_subscription"
         return (kind, value.external_id, landed.timestamp, landed.key)
+    if isinstance(value, AlertRecord):
+        return ("alert", value.external_subscription_id, landed.timestamp, landed.key)
     return ("event", str(value["transaction_id"]), landed.timestamp, landed.key)
 
 
@@ -170,6 +173,8 @@ def expected_layout(path: Path) -> dict[int, list[tuple[str, str | None, int, by
                 name, key = str(payload), str(payload)
             elif record.kind == "subscription":
                 name = key = str(payload["external_id"])
+            elif record.kind == "alert":  # named, like keyed, by its subscription
+                name = key = str(payload["external_subscription_id"])
             else:
                 name, key = str(payload["transaction_id"]), str(payload["external_subscription_id"])
             layout[murmur2_partition(key)].append((record.kind, name, at, key.encode()))
@@ -402,7 +407,7 @@ def test_catalog_apply_publishes_in_file_order_and_refuses_a_bad_file(
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(
         f"applied {EXAMPLES / 'catalog.yaml'} at 2025-02-20T00:00:00Z: 2 billable_metrics, "
-        "3 plans, 2 customers, 3 subscriptions\n"
+        "3 plans, 2 customers, 3 subscriptions, 3 alerts\n"
     )
     at = timestamp_ms(datetime(2025, 2, 20, tzinfo=UTC))
     definitions = [
@@ -423,7 +428,7 @@ def test_catalog_apply_publishes_in_file_order_and_refuses_a_bad_file(
         subscriptions = [name for _, name, _, _ in kinds[7:]]
         assert all(murmur2_partition(name or "") == partition for name in subscriptions)
         assert {stamp for _, _, stamp, _ in kinds} == {at}
-    assert sum(len(messages) for messages in landed.values()) == 7 * PARTITIONS + 3
+    assert sum(len(messages) for messages in landed.values()) == 7 * PARTITIONS + 3 + 3
 
     # A later file may build on what the catalog topic holds ...
     plan_only = tmp_path / "more.json"
@@ -522,6 +527,8 @@ def ledger_record(landed: Landed) -> Record:
         if value.action == "upsert":
             return Record(at, "subscription", value.subscription)
         return Record(at, "terminate_subscription", value.external_id)
+    if isinstance(value, AlertRecord):
+        return Record(at, "alert", value.alert)
     return Record(at, "event", value)
 
 

@@ -52,6 +52,7 @@ def test_the_example_catalogue_is_valid() -> None:
         *["plan"] * 3,
         *["customer"] * 2,
         *["subscription"] * 3,
+        *["alert"] * 3,
     ]
     assert set(catalog.plans) == {"ai-starter", "ai-team", "api-growth"}
     starter = catalog.plans["ai-starter"].thresholds
@@ -202,7 +203,7 @@ def test_an_unquoted_price_gets_a_hint() -> None:
     assert problem.endswith("(write amounts and rates as quoted strings: '0.5')")
 
 
-LISTS = "billable_metrics, plans, customers, subscriptions"
+LISTS = "billable_metrics, plans, customers, subscriptions, alerts"
 
 
 @pytest.mark.parametrize(
@@ -252,7 +253,8 @@ def test_catalog_apply_check_validates_without_a_broker(tmp_path: Path) -> None:
     valid = runner.invoke(main, ["catalog", "apply", "--check", str(EXAMPLE)])
     assert valid.exit_code == 0, valid.output
     assert valid.stdout == (
-        f"{EXAMPLE}: valid (2 billable_metrics, 3 plans, 2 customers, 3 subscriptions); "
+        f"{EXAMPLE}: valid (2 billable_metrics, 3 plans, 2 customers, 3 subscriptions, "
+        "3 alerts); "
         "nothing published\n"
     )
 
@@ -262,3 +264,46 @@ def test_catalog_apply_check_validates_without_a_broker(tmp_path: Path) -> None:
     assert refused.exit_code == 1
     assert refused.stderr.startswith(f"Error: {bad} refused, nothing published (1 problem):")
     assert "plans[0] (line 2): plan 'p': interval must be one of" in refused.stderr
+
+
+ALERTS_FILE = """
+billable_metrics: [{code: tokens, aggregation_type: sum_agg, field_name: t}]
+plans:
+  - code: starter
+    interval: monthly
+    amount_currency: USD
+    charges: [{billable_metric_code: tokens, charge_model: standard, properties: {amount: "1"}}]
+subscriptions: [{external_id: sub-1, external_customer_id: c1, plan_code: starter}]
+alerts:
+"""
+
+
+def test_alerts_are_checked_against_the_files_subscriptions() -> None:
+    text = ALERTS_FILE + (
+        "  - {external_subscription_id: sub-1, code: a, alert_type: current_usage_amount,"
+        " thresholds: [{value: '100'}]}\n"
+        "  - {external_subscription_id: sub-1, code: b, alert_type: current_usage_amount,"
+        " thresholds: [{value: '200'}]}\n"
+        "  - {external_subscription_id: sub-1, code: c, alert_type:"
+        " billable_metric_current_usage_units, billable_metric_code: calls,"
+        " thresholds: [{value: '1'}]}\n"
+        "  - {external_subscription_id: sub-1, code: a, alert_type: lifetime_usage_amount,"
+        " thresholds: [{value: '1'}, {value: '1.0'}]}\n"
+    )
+    found = problems(text)
+    assert len(found) == 3, found
+    assert "alerts[1] (line 11)" in found[0] and "already watches" in found[0]
+    assert "alerts[2]" in found[1] and "does not charge 'calls'" in found[1]
+    assert "alerts[3]" in found[2] and "same value" in found[2]
+
+
+def test_an_alert_may_name_a_subscription_defined_elsewhere_and_keys_are_per_subscription() -> None:
+    text = ALERTS_FILE + (
+        "  - {external_subscription_id: other, code: a, alert_type: current_usage_amount,"
+        " thresholds: [{value: '100'}]}\n"
+        "  - {external_subscription_id: sub-1, code: a, alert_type: current_usage_amount,"
+        " thresholds: [{value: '100'}]}\n"
+    )
+    definitions = parse_catalog_text(text)
+    validate_definitions(definitions)
+    assert [d.key for d in definitions if d.kind == "alert"] == ["other/a", "sub-1/a"]

@@ -45,6 +45,11 @@ class RecordingProducer:
     def terminate_subscription(self, external_id: Any, at: datetime | None = None) -> None:
         self.calls.append(("terminate", external_id, at, None))
 
+    def send_alert(self, alert: Any, *, at: datetime | None = None) -> None:
+        if not isinstance(alert, Mapping):
+            raise WireError("invalid", "an alert must be an object")
+        self.calls.append(("alert", alert.get("external_subscription_id"), at, None))
+
     def send_definition(self, kind: str, definition: Any, at: datetime | None = None) -> None:
         if not isinstance(definition, Mapping):
             raise WireError("invalid", f"a {kind} definition must be an object")
@@ -249,3 +254,24 @@ def test_topic_configurations() -> None:
     assert batches >= 2 << 20
     # A dead letter keeps at most the first 512 KiB of the original, with its envelope.
     assert int(specs["x.dead-letters"].config["max.message.bytes"]) > (1 << 20)
+
+
+def test_alert_records_are_keyed_by_their_subscription_after_a_tick() -> None:
+    alert = {"external_subscription_id": "s1", "code": "a", "alert_type": "current_usage_amount"}
+    calls, err = run(
+        [
+            line(T0, "subscription", subscription=SUB),
+            line(T1, "alert", alert=alert),
+            line(T1, "alert", alert="not an object"),
+        ]
+    )
+
+    assert calls == [
+        ("tick", None, T0),
+        ("subscription", "s1", T0),
+        ("tick", None, T1),
+        ("alert", "s1", T1),
+        ("tick", None, T1),
+    ]
+    assert "t.jsonl:3: not sent: an alert must be an object" in err
+    assert "alerts: 1" in err

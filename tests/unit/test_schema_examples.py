@@ -15,6 +15,7 @@ from pipeline.wire import (
     SCHEMA_NAMES,
     Tick,
     decode,
+    decode_alert_record,
     decode_catalog_record,
     decode_dead_letter,
     decode_output,
@@ -24,6 +25,7 @@ from pipeline.wire import (
     decode_usage_event,
     dumps,
     encode,
+    encode_alert_record,
     encode_catalog_record,
     encode_dead_letter,
     encode_output,
@@ -53,6 +55,7 @@ TYPED: dict[str, tuple[Callable[[bytes], Any], Callable[[Any], bytes]]] = {
     "output": (decode_output, encode_output),
     "dead_letter": (decode_dead_letter, encode_dead_letter),
     "usage_batch": (decode_usage_batch, encode_usage_batch),
+    "alert_record": (decode_alert_record, encode_alert_record),
 }
 
 

@@ -402,6 +402,7 @@ def test_default_schema_ids_are_fixed() -> None:
         "output": 5,
         "dead_letter": 6,
         "usage_batch": 7,
+        "alert_record": 8,
     }
 
 
