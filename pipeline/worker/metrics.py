@@ -29,6 +29,9 @@ INVOICES = Counter("tollgate_worker_invoices_total", "Invoices emitted, by type.
 THRESHOLDS = Counter(
     "tollgate_worker_thresholds_crossed_total", "Usage thresholds crossed (webhooks emitted)."
 )
+ALERTS = Counter(
+    "tollgate_worker_alerts_triggered_total", "Usage alerts triggered (alert.triggered webhooks)."
+)
 CREDIT_NOTES = Counter("tollgate_worker_credit_notes_total", "Credit notes emitted.")
 BATCH_SIZE = Histogram(
     "tollgate_worker_batch_messages",

@@ -188,6 +188,7 @@ def count_metrics(applied: Applied, messages: Sequence[InputMessage]) -> None:
     metrics.UNCHARGED.inc(counts.get("uncharged", 0))
     metrics.THRESHOLDS.inc(counts.get("thresholds", 0))
     metrics.CREDIT_NOTES.inc(counts.get("credit_notes", 0))
+    metrics.ALERTS.inc(counts.get("alerts_triggered", 0))
     for rejection, message in applied.rejections:
         metrics.DEAD_LETTERS.labels(rejection.reason.value).inc()
         if rejection.reason is Reason.INTERNAL_ERROR:  # a bug, contained: say so
