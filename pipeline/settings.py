@@ -12,6 +12,7 @@ when tollgate is installed from a wheel they are taken from the current folder.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -89,6 +90,15 @@ def _database_url(raw: str) -> str:
     value = raw.strip()
     if not value.startswith(("postgresql://", "postgres://")):
         raise ValueError("expected a postgresql://user:password@host:port/database URL")
+    return value
+
+
+def _listen_address(raw: str) -> str:
+    value = raw.strip()
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("expected an IP address such as 127.0.0.1 or 0.0.0.0") from None
     return value
 
 
@@ -283,8 +293,18 @@ class Settings:
         default=9464,
         metadata=_var(
             "METRICS_PORT",
-            "Port on which the worker and the sinks serve Prometheus metrics (`/metrics`).",
+            "Port on which the worker and the sinks serve Prometheus metrics (`/metrics`) and "
+            "their health (`/healthz`, `/readyz`).",
             _port,
+        ),
+    )
+    metrics_host: str = field(
+        default="127.0.0.1",
+        metadata=_var(
+            "METRICS_HOST",
+            "Address the metrics and health endpoints listen on: loopback by default; "
+            "`0.0.0.0` in a container, for Prometheus and the orchestrator's probes.",
+            _listen_address,
         ),
     )
 
