@@ -19,7 +19,6 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -250,9 +249,7 @@ def test_every_dashboard_query_and_alert_expression_returns_data(
                 )
             time.sleep(2)
 
-        rules = [
-            rule for group in prometheus.api("rules")["groups"] for rule in group["rules"]
-        ]
+        rules = [rule for group in prometheus.api("rules")["groups"] for rule in group["rules"]]
         assert len(rules) == len(rule_expressions())
         assert all(rule["health"] == "ok" for rule in rules), rules
         targets = prometheus.api("targets")["activeTargets"]
