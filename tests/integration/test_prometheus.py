@@ -3,7 +3,11 @@ and both sinks while demo traffic flows (with a malformed event, a malformed out
 webhook receiver among it), and every dashboard query and every rule expression is evaluated
 through Prometheus's HTTP API. Each must return data; a rule whose condition is false in a
 healthy run must have data behind each metric selector it uses. The processes' `/healthz` and
-`/readyz` answer 200 once they work."""
+`/readyz` answer 200 once they work.
+
+With TOLLGATE_DASHBOARD_FIGURE=path, traffic runs for two and a half minutes and the
+dashboard's panels are drawn from the run into that SVG file (docs/figures/dashboard.svg in
+the README)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -35,6 +40,7 @@ from sinks.db import connect
 from sinks.migrate import migrate
 from sinks.signing import new_secret
 from sinks.webhook_admin import add_endpoint
+from tests.integration import dashboard_figure
 from tests.integration.prometheus_server import ALERTS, ROOT, Prometheus, free_port
 
 pytestmark = pytest.mark.integration
@@ -48,9 +54,13 @@ PROCESSES = {
 }
 
 
+def dashboard_panels() -> list[dict[str, Any]]:
+    panels: list[dict[str, Any]] = json.loads(DASHBOARD.read_text())["panels"]
+    return panels
+
+
 def dashboard_queries() -> list[tuple[str, str]]:
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [(panel["title"], target["expr"]) for panel in panels for target in panel["targets"]]
+    return [(p["title"], target["expr"]) for p in dashboard_panels() for target in p["targets"]]
 
 
 def rule_expressions() -> list[tuple[str, str]]:
@@ -220,6 +230,8 @@ def missing_data(prometheus: Prometheus) -> list[str]:
 def test_every_dashboard_query_and_alert_expression_returns_data(
     pipeline: Pipeline, receiver: Receiver, tmp_path: Path
 ) -> None:
+    figure = os.environ.get("TOLLGATE_DASHBOARD_FIGURE")
+    started = time.time()
     register_endpoints(pipeline, receiver)
     pipeline.start()
     prometheus = Prometheus(
@@ -236,7 +248,12 @@ def test_every_dashboard_query_and_alert_expression_returns_data(
         publish_garbage(pipeline)
         stop = threading.Event()
         sent = send_traffic(
-            pipeline.settings, names, seconds=15, rate=100, stop=stop, progress=lambda _: None
+            pipeline.settings,
+            names,
+            seconds=150 if figure else 15,
+            rate=100,
+            stop=stop,
+            progress=lambda _: None,
         )
         assert sent >= 1000
 
@@ -255,6 +272,9 @@ def test_every_dashboard_query_and_alert_expression_returns_data(
         targets = prometheus.api("targets")["activeTargets"]
         assert {target["health"] for target in targets} == {"up"}, targets
         assert receiver.seen, "no webhook reached the receiver"
+        if figure:
+            panels = dashboard_panels()
+            dashboard_figure.write(Path(figure), prometheus, panels, started, time.time())
     finally:
         prometheus.stop()
     assert all(process.poll() is None for process in pipeline.processes), pipeline.logs()
