@@ -1,7 +1,8 @@
-"""The live pipeline on the local stack: sustained worker throughput, its ceiling, and latency.
+"""The live pipeline on the local stack: sustained throughput, its ceiling, and latency.
 
-One run, isolated: its own topic prefix, worker app id and RocksDB state in a temporary run
-folder, all removed at the end (the worker process is stopped even on Ctrl-C).
+One run, isolated: its own topic prefix, group ids and RocksDB state in a temporary run folder,
+all removed at the end (the child processes are stopped even on Ctrl-C). It measures two cases,
+each from an empty deployment: 1,000 subscriptions, then 100,000.
 
 1. Topics; the catalogue (a sum metric, a plan with a standard charge and thresholds, fixed and
    recurring) and M subscriptions, through `UsageProducer`.
@@ -9,19 +10,21 @@ folder, all removed at the end (the worker process is stopped even on Ctrl-C).
    now): the backlog.
 3. Ceiling: a bare confluent-kafka consumer drains that backlog, decoding each message with
    `decode_ledger_input` (no engine, no state, no outputs).
-4. Faust's own cost: a Faust app with the worker's settings, the same topic and `take_events`
-   batching, but an empty body, drains the backlog in a group of its own.
-5. Throughput: one `tollgate worker --clock records` drains the backlog. Progress is the
-   group's committed offsets; the rate is taken over the middle 80% of the backlog (start-up and
-   the tail left out), and so is the worker's CPU time (/proc/<pid>/stat).
-6. Latency: the worker caught up (else how far behind is reported), `rate` events/s are sent
-   for `LATENCY_SECONDS`, each with the time of sending as its timestamp; p50/p99 come from the
+4. Throughput, the whole path: `tollgate intake` and one `tollgate worker --clock records` drain
+   the backlog (intake → usage batches → worker → outputs acknowledged). Progress is the
+   worker's `tollgate_worker_applied_offset`; the rate is taken over the middle 80% of the
+   backlog (start-up and the tail left out), and so is each process's CPU time
+   (/proc/<pid>/stat). Changelog records written per event and the worker's peak RSS come from
+   the same run.
+5. Latency (1,000 subscriptions): the pipeline caught up, `rate` events/s are sent for
+   `LATENCY_SECONDS`, each with the time of sending as its timestamp; p50/p99 come from the
    worker's own histogram `tollgate_worker_latency_seconds` (record timestamp → outputs
-   acknowledged and state written), scraped before and after, from the bucket differences.
+   acknowledged by the broker), scraped before and after, from the bucket differences. When the
+   sustained rate reached 20,000 events/s, again at 20,000/s.
 
-A slow worker does not make the run long: each drain has a time budget, past which its rate is
-that of the middle of what it committed (`worker_drained: false`); a latency quantile that falls
-among events still unprocessed CATCH_UP_BUDGET seconds after the last send is null (saturated).
+A slow pipeline does not make the run long: each drain has a time budget, past which its rate is
+that of the middle of what it did (`worker_drained: false`); a latency quantile that falls among
+events still unprocessed CATCH_UP_BUDGET seconds after the last send is null (saturated).
 
 Prints progress on stderr, a table, then as its last line one JSON object. Run with
 `tollgate bench pipeline` or `make bench-pipeline`.
@@ -62,14 +65,16 @@ from pipeline.wire import decode_ledger_input
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY_SECONDS = 30.0
 LATENCY_HISTOGRAM = "tollgate_worker_latency_seconds"
-BATCH_HISTOGRAM = "tollgate_worker_batch_messages"  # messages per micro-batch and partition
+BATCH_HISTOGRAM = "tollgate_intake_batch_messages"  # messages per usage batch
+APPLIED = "tollgate_worker_applied_offset"
+LARGE_SUBSCRIPTIONS = 100_000
+HIGH_RATE = 20_000.0  # the second latency phase, when the sustained rate reaches it
 METRIC = "tokens"
 PLAN = "bench-plan"
 SAMPLE_EVERY = 0.2  # seconds between two looks at the committed offsets
 MIDDLE = 0.8  # share of the backlog the rate is taken over
 # Time budgets (seconds, from the process's start), so that a slow worker still gives figures
 # within minutes: past its budget a phase is measured on the part of the backlog it committed.
-FAUST_EMPTY_BUDGET = 60.0
 WORKER_BUDGET = 120.0
 CATCH_UP_BUDGET = 30.0  # after the latency phase's last event
 
@@ -122,8 +127,8 @@ def bucket_deltas(
 @dataclass(frozen=True, slots=True)
 class Sample:
     at: float  # monotonic seconds
-    done: int  # messages committed
-    cpu: float | None  # CPU seconds of the process so far
+    done: int  # messages done
+    cpu: tuple[float | None, ...]  # CPU seconds so far of each process followed
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,28 +137,28 @@ class Window:
     end: float
     first: float  # messages done at `start`
     last: float
-    cpu: float | None  # CPU seconds spent between `start` and `end`
+    cpu: tuple[float | None, ...]  # CPU seconds each process spent between `start` and `end`
 
     @property
     def rate(self) -> float:
         return (self.last - self.first) / (self.end - self.start)
 
-    @property
-    def cpu_per_message(self) -> float | None:
-        return None if self.cpu is None else self.cpu / (self.last - self.first)
+    def cpu_per_message(self, index: int = 0) -> float | None:
+        cpu = self.cpu[index] if index < len(self.cpu) else None
+        return None if cpu is None else cpu / (self.last - self.first)
 
-    @property
-    def cores(self) -> float | None:
-        return None if self.cpu is None else self.cpu / (self.end - self.start)
+    def cores(self, index: int = 0) -> float | None:
+        cpu = self.cpu[index] if index < len(self.cpu) else None
+        return None if cpu is None else cpu / (self.end - self.start)
 
 
 def middle_window(samples: Sequence[Sample], total: int, middle: float = MIDDLE) -> Window | None:
-    """The stretch in which the middle `middle` share of `total` messages was committed.
+    """The stretch in which the middle `middle` share of `total` messages was done.
 
-    Committed offsets move in steps (one commit a second or so): each step is placed at the
-    first sample that shows it, and the moments the share's bounds were passed are interpolated
-    between steps. Before the first commit the process was starting: a bound that falls there
-    moves up to the first commit. None with fewer than two commits."""
+    Progress moves in steps: each step is placed at the first sample that shows it, and the
+    moments the share's bounds were passed are interpolated between steps. Before the first
+    step the processes were starting: a bound that falls there moves up to the first step.
+    None with fewer than two steps."""
     steps: list[Sample] = []
     for sample in samples:
         if sample.done > (steps[-1].done if steps else 0):
@@ -167,8 +172,8 @@ def middle_window(samples: Sequence[Sample], total: int, middle: float = MIDDLE)
     start, end = _time_at(steps, low), _time_at(steps, high)
     if end <= start:
         return None
-    cpu_start, cpu_end = _cpu_at(samples, start), _cpu_at(samples, end)
-    cpu = None if cpu_start is None or cpu_end is None else cpu_end - cpu_start
+    processes = len(samples[0].cpu) if samples else 0
+    cpu = tuple(_cpu_between(samples, index, start, end) for index in range(processes))
     return Window(start, end, low, high, cpu)
 
 
@@ -180,14 +185,20 @@ def _time_at(steps: Sequence[Sample], done: float) -> float:
     return steps[0].at if done <= steps[0].done else steps[-1].at
 
 
-def _cpu_at(samples: Sequence[Sample], at: float) -> float | None:
+def _cpu_between(samples: Sequence[Sample], index: int, start: float, end: float) -> float | None:
+    first, last = _cpu_at(samples, index, start), _cpu_at(samples, index, end)
+    return None if first is None or last is None else last - first
+
+
+def _cpu_at(samples: Sequence[Sample], index: int, at: float) -> float | None:
     for before, after in pairwise(samples):
         if before.at <= at <= after.at:
-            if before.cpu is None or after.cpu is None:
+            low, high = before.cpu[index], after.cpu[index]
+            if low is None or high is None:
                 return None
             if after.at == before.at:
-                return before.cpu
-            return before.cpu + (after.cpu - before.cpu) * (at - before.at) / (after.at - before.at)
+                return low
+            return low + (high - low) * (at - before.at) / (after.at - before.at)
     return None
 
 
@@ -221,6 +232,11 @@ class Bench:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: dict[int, Path] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)
+    intake_port: int = field(default_factory=lambda: free_port())
+
+    @property
+    def worker_port(self) -> int:
+        return self.settings.metrics_port
 
     @classmethod
     def create(cls, base: Settings, partitions: int | None, err: TextIO) -> Bench:
@@ -231,6 +247,7 @@ class Bench:
             **base.as_env(),
             "TOLLGATE_TOPIC_PREFIX": f"{tag}.",
             "TOLLGATE_WORKER_APP_ID": f"{tag}-worker",
+            "TOLLGATE_INTAKE_GROUP": f"{tag}-intake",
             "TOLLGATE_WORKER_STORE": "rocksdb://",
             "TOLLGATE_RUN_DIR": str(run_dir),
             "TOLLGATE_METRICS_PORT": str(free_port()),
@@ -316,31 +333,43 @@ class GroupWatch:
         self.consumer.close()
 
 
+def applied(port: int) -> int:
+    """usage-events messages the worker applied (outputs acknowledged), from its metrics."""
+    try:
+        metrics = scrape(port)
+    except OSError:  # not serving yet
+        return 0
+    return sum(int(value) + 1 for name, _, value in metrics.get(APPLIED, []) if name == APPLIED)
+
+
 def follow(
     bench: Bench,
-    process: subprocess.Popen[bytes],
-    watch: GroupWatch,
+    processes: Sequence[subprocess.Popen[bytes]],
+    progress: Callable[[], int],
     total: int,
     label: str,
     deadline: float,
 ) -> list[Sample]:
-    """Samples of the group's committed offsets and the process's CPU until `total` is
-    committed or the `deadline` (monotonic) passes; raises `BenchError` if the process exits."""
+    """Samples of `progress` and of each process's CPU until `total` is done or the `deadline`
+    (monotonic) passes; raises `BenchError` if a process exits."""
     samples: list[Sample] = []
     next_report = time.monotonic() + 5
     while True:
-        if process.poll() is not None:
-            raise BenchError(f"{label} exited ({process.returncode}):\n{bench.log_tail(process)}")
-        done = watch.committed()
+        for process in processes:
+            if process.poll() is not None:
+                raise BenchError(
+                    f"{label}: a process exited ({process.returncode}):\n{bench.log_tail(process)}"
+                )
+        done = progress()
         now = time.monotonic()
-        samples.append(Sample(now, done, cpu_seconds(process.pid)))
+        samples.append(Sample(now, done, tuple(cpu_seconds(p.pid) for p in processes)))
         if done >= total:
             return samples
         if now > deadline:
-            bench.say(f"  {label}: {done:,} of {total:,} committed when its time was up")
+            bench.say(f"  {label}: {done:,} of {total:,} done when its time was up")
             return samples
         if now >= next_report:
-            bench.say(f"  {label}: {done:>9,} of {total:,} committed")
+            bench.say(f"  {label}: {done:>9,} of {total:,} done")
             next_report = now + 5
         time.sleep(SAMPLE_EVERY)
 
@@ -456,7 +485,7 @@ def measure_ceiling(bench: Bench, total: int) -> Ceiling:
 @dataclass(frozen=True, slots=True)
 class Drain:
     window: Window
-    done: int  # messages committed at the end: the whole backlog, or less if time was up
+    done: int  # messages done at the end: the whole backlog, or less if time was up
     total: int
 
     @property
@@ -466,24 +495,19 @@ class Drain:
 
 def drain(
     bench: Bench,
-    process: subprocess.Popen[bytes],
-    group: str,
+    processes: Sequence[subprocess.Popen[bytes]],
+    progress: Callable[[], int],
     total: int,
     label: str,
     budget: float,
 ) -> Drain:
-    """Follow `process` draining the backlog in `group` for at most `budget` seconds from now
-    (its start); the rate is that of the middle of what it committed."""
-    bench.groups.append(group)
-    watch = GroupWatch(bench, group)
-    try:
-        samples = follow(bench, process, watch, total, label, time.monotonic() + budget)
-    finally:
-        watch.close()
+    """Follow `processes` draining the backlog for at most `budget` seconds from now (their
+    start); the rate is that of the middle of what they did."""
+    samples = follow(bench, processes, progress, total, label, time.monotonic() + budget)
     done = samples[-1].done
     window = middle_window(samples, min(done, total))
     if window is None:
-        raise BenchError(f"{label}: too few commits in {budget:.0f} s to measure a rate")
+        raise BenchError(f"{label}: too little progress in {budget:.0f} s to measure a rate")
     return Drain(window, done, total)
 
 
@@ -534,13 +558,19 @@ class Latency:
 
 
 def measure_latency(
-    bench: Bench, worker: subprocess.Popen[bytes], rate: float, first: int, subscriptions: int
+    bench: Bench,
+    processes: Sequence[subprocess.Popen[bytes]],
+    rate: float,
+    first: int,
+    subscriptions: int,
 ) -> Latency:
-    port = bench.settings.metrics_port
+    """`processes`: the intake and the worker (the worker last: its cores are reported)."""
+    port = bench.worker_port
     count = max(int(rate * LATENCY_SECONDS), 1)
-    watch = GroupWatch(bench, bench.settings.worker_app_id)
-    behind = watch.high_watermarks() - watch.committed()
+    watch = GroupWatch(bench, f"{bench.tag}-probe")
+    behind = watch.high_watermarks() - applied(port)
     before = histogram_buckets(scrape(port), LATENCY_HISTOGRAM)
+    worker = processes[-1]
     cpu_before, sent = cpu_seconds(worker.pid), 0
     with UsageProducer(bench.settings.kafka_bootstrap, bench.topics) as producer:
         events = usage_events(first, count, subscriptions)
@@ -563,7 +593,8 @@ def measure_latency(
         producer.flush()
     try:
         total = watch.high_watermarks()
-        follow(bench, worker, watch, total, "worker", time.monotonic() + CATCH_UP_BUDGET)
+        deadline = time.monotonic() + CATCH_UP_BUDGET
+        follow(bench, processes, lambda: applied(port), total, "pipeline", deadline)
     finally:
         watch.close()
     delta = bucket_deltas(before, histogram_buckets(scrape(port), LATENCY_HISTOGRAM))
@@ -593,10 +624,33 @@ def run(
     partitions: int | None,
     out: TextIO,
     err: TextIO,
+    large_subscriptions: int = LARGE_SUBSCRIPTIONS,
+) -> dict[str, Any]:
+    """Both cases; the JSON's top-level figures are the first case's, `large` the second's."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = run_case(base, events, subscriptions, [rate], partitions, err)
+        if large_subscriptions:
+            large_events = max(events, 3 * large_subscriptions)
+            large = run_case(base, large_events, large_subscriptions, [], partitions, err)
+            result["large"] = {k: v for k, v in large.items() if k not in ("bench", "latency")}
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print_table(result, out)
+    print(json.dumps(result), file=out, flush=True)
+    return result
+
+
+def run_case(
+    base: Settings,
+    events: int,
+    subscriptions: int,
+    rates: list[float],
+    partitions: int | None,
+    err: TextIO,
 ) -> dict[str, Any]:
     bench = Bench.create(base, partitions, err)
     settings = bench.settings
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         bench.say(
             f"{bench.tag}: {events:,} events, {subscriptions:,} subscriptions, "
@@ -614,60 +668,84 @@ def run(
         ceiling = measure_ceiling(bench, total)
         bench.say(f"ceiling: {ceiling.rate:,.0f} messages/s (consume + decode, one process)")
 
-        empty_group = f"{bench.tag}-faust-empty"
-        empty = bench.start(
-            ["-m", "benchmarks.bench_pipeline", "faust-empty"],
-            "faust-empty",
-            TOLLGATE_WORKER_APP_ID=empty_group,
+        bench.say("intake + worker: draining the backlog…")
+        intake = bench.start(
+            ["-m", "pipeline.cli", "intake"], "intake", TOLLGATE_METRICS_PORT=str(bench.intake_port)
         )
-        bench.say("Faust app with an empty body: draining the backlog…")
-        faust_empty = drain(bench, empty, empty_group, total, "faust-empty", FAUST_EMPTY_BUDGET)
-        bench.stop(empty)
-        bench.say(f"Faust, empty body: {faust_empty.window.rate:,.0f} messages/s")
-
-        bench.say("worker: draining the backlog…")
         worker = bench.start(["-m", "pipeline.cli", "worker", "--clock", "records"], "worker")
-        drained = drain(bench, worker, settings.worker_app_id, total, "worker", WORKER_BUDGET)
-        bench.say(f"worker: {drained.window.rate:,.0f} messages/s sustained")
-        batches = scrape(settings.metrics_port)
-
-        bench.say(f"latency: {rate:,.0f} events/s for {LATENCY_SECONDS:.0f} s…")
-        latency = measure_latency(bench, worker, rate, events, subscriptions)
-        final = scrape(settings.metrics_port)
-        bench.stop(worker)
+        stages = [intake, worker]
+        port = bench.worker_port
+        bench.groups += [settings.intake_group, settings.worker_app_id]
+        drained = drain(bench, stages, lambda: applied(port), total, "pipeline", WORKER_BUDGET)
         sustained = drained.window
+        bench.say(f"pipeline: {sustained.rate:,.0f} events/s sustained")
+        worker_metrics, intake_metrics = scrape(port), scrape(bench.intake_port)
+        writes = counter(worker_metrics, "tollgate_worker_changelog_writes_total")
+        states = counter(worker_metrics, "tollgate_worker_states_written_total")
+        rss = peak_rss(worker.pid)
+
+        latencies: list[Latency] = []
+        for phase_rate in [*rates, *([HIGH_RATE] if rates and sustained.rate >= HIGH_RATE else [])]:
+            bench.say(f"latency: {phase_rate:,.0f} events/s for {LATENCY_SECONDS:.0f} s…")
+            first = events + sum(latency.events for latency in latencies)
+            latencies.append(measure_latency(bench, stages, phase_rate, first, subscriptions))
+        final = scrape(port)
+        for process in stages:
+            bench.stop(process)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         bench.close()
 
-    result = {
+    result: dict[str, Any] = {
         "bench": "pipeline",
         "events": events,
         "subscriptions": subscriptions,
         "partitions": settings.partitions,
         "sustained_events_per_s": round(sustained.rate),
-        "worker_cpu_us_per_event": _micro(sustained.cpu_per_message),
-        "worker_cpu_cores": _round(sustained.cores, 2),
+        "worker_cpu_us_per_event": _micro(sustained.cpu_per_message(1)),
+        "worker_cpu_cores": _round(sustained.cores(1), 2),
+        "intake_cpu_us_per_event": _micro(sustained.cpu_per_message(0)),
+        "intake_cpu_cores": _round(sustained.cores(0), 2),
         "worker_drained": drained.drained,
-        "worker_batch_mean": _round(mean(batches, BATCH_HISTOGRAM), 1),
+        "worker_rss_mib": _round(None if rss is None else rss / 2**20, 1),
+        "batch_messages_mean": _round(mean(intake_metrics, BATCH_HISTOGRAM), 1),
+        "changelog_writes_per_event": _round(writes / max(drained.done, 1), 4),
+        "states_written_per_event": _round(states / max(drained.done, 1), 4),
         "ceiling_events_per_s": round(ceiling.rate),
         "ceiling_cpu_us_per_event": _micro(ceiling.cpu_per_message),
         "ratio_to_ceiling": round(sustained.rate / ceiling.rate, 3),
-        "faust_empty_events_per_s": round(faust_empty.window.rate),
-        "faust_empty_cpu_us_per_event": _micro(faust_empty.window.cpu_per_message),
-        "faust_empty_drained": faust_empty.drained,
+        "thresholds_crossed": round(counter(final, "tollgate_worker_thresholds_crossed_total")),
+    }
+    if latencies:
+        result.update(_latency_figures(rates[0], latencies[0]))
+        result["latency"] = [
+            {"rate": r, **_latency_figures(r, phase)}
+            for r, phase in zip([*rates, HIGH_RATE], latencies, strict=False)
+        ]
+    return result
+
+
+def _latency_figures(rate: float, latency: Latency) -> dict[str, Any]:
+    return {
         "latency_rate": rate,
         "latency_sent_per_s": round(latency.sent_per_s),
         "latency_events": latency.events,
         "latency_behind_at_start": latency.behind_at_start,
         "latency_unprocessed": latency.unprocessed,
+        "latency_worker_cores": _round(latency.cores, 2),
         "p50_ms": _round(None if latency.p50 is None else latency.p50 * 1000, 1),
         "p99_ms": _round(None if latency.p99 is None else latency.p99 * 1000, 1),
-        "thresholds_crossed": round(counter(final, "tollgate_worker_thresholds_crossed_total")),
     }
-    print_table(result, drained, faust_empty, latency, out)
-    print(json.dumps(result), file=out, flush=True)
-    return result
+
+
+def peak_rss(pid: int) -> int | None:
+    """A process's peak resident set size in bytes (VmHWM, Linux); else None."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -682,99 +760,55 @@ def _micro(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1e6, 1)
 
 
-def print_table(
-    result: dict[str, Any], worker: Drain, faust_empty: Drain, latency: Latency, out: IO[str]
-) -> None:
+def print_table(result: dict[str, Any], out: IO[str]) -> None:
     def show(value: Any, unit: str = "") -> str:
         return "n/a" if value is None else f"{value:,}{unit}"
 
-    def part(run: Drain, budget: float) -> str:
-        return "" if run.drained else f"; time up after {budget:.0f} s, {run.done:,} done"
-
-    def quantile(name: str) -> str:
-        value = result[f"{name}_ms"]
+    def quantile(latency: dict[str, Any], name: str) -> str:
+        value = latency[f"{name}_ms"]
         return f"{name} > {CATCH_UP_BUDGET:.0f} s" if value is None else f"{name} {value:,} ms"
 
-    cores = "n/a" if latency.cores is None else f"{latency.cores:.2f}"
-    behind = (
-        f"; worker {latency.behind_at_start:,} behind at the start"
-        if latency.behind_at_start
-        else ""
-    )
-    unprocessed = f", {latency.unprocessed:,} not processed" if latency.unprocessed else ""
-    rows = [
-        (
-            "worker, sustained",
-            f"{show(result['sustained_events_per_s'])} events/s",
-            f"middle 80% of the backlog; {show(result['worker_cpu_cores'])} cores"
-            + part(worker, WORKER_BUDGET),
-        ),
-        (
-            "worker CPU",
-            f"{show(result['worker_cpu_us_per_event'])} µs/event",
-            f"{show(result['worker_batch_mean'])} messages per partition batch on average",
-        ),
-        (
-            "ceiling",
-            f"{show(result['ceiling_events_per_s'])} events/s",
-            "bare consumer + decode_ledger_input; "
-            f"{show(result['ceiling_cpu_us_per_event'])} µs/event CPU",
-        ),
-        ("ratio to ceiling", f"{result['ratio_to_ceiling']:.3f}", ""),
-        (
-            "Faust, empty body",
-            f"{show(result['faust_empty_events_per_s'])} events/s",
-            f"take_events, no engine; {show(result['faust_empty_cpu_us_per_event'])} µs/event CPU"
-            + part(faust_empty, FAUST_EMPTY_BUDGET),
-        ),
-        (
-            f"latency at {result['latency_rate']:,g}/s",
-            f"{quantile('p50')}, {quantile('p99')}",
-            f"{result['latency_events']:,} events sent at {result['latency_sent_per_s']:,}/s"
-            f"{unprocessed}; worker {cores} cores{behind}",
-        ),
-        ("thresholds crossed", show(result["thresholds_crossed"]), "over the whole run"),
-    ]
-    print(
-        f"pipeline: {result['events']:,} events, {result['subscriptions']:,} subscriptions, "
-        f"{result['partitions']} partitions",
-        file=out,
-    )
+    def case(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
+        part = "" if figures["worker_drained"] else f"; time up after {WORKER_BUDGET:.0f} s"
+        return [
+            (
+                f"{figures['subscriptions']:,} subscriptions",
+                f"{show(figures['sustained_events_per_s'])} events/s",
+                f"middle 80% of {figures['events']:,} events; ratio to ceiling "
+                f"{figures['ratio_to_ceiling']:.3f} (ceiling "
+                f"{show(figures['ceiling_events_per_s'])}/s){part}",
+            ),
+            (
+                "  CPU",
+                f"worker {show(figures['worker_cpu_us_per_event'])} µs/event",
+                f"{show(figures['worker_cpu_cores'])} cores; intake "
+                f"{show(figures['intake_cpu_us_per_event'])} µs/event, "
+                f"{show(figures['intake_cpu_cores'])} cores",
+            ),
+            (
+                "  state",
+                f"{show(figures['changelog_writes_per_event'])} writes/event",
+                f"{show(figures['states_written_per_event'])} states/event; worker peak RSS "
+                f"{show(figures['worker_rss_mib'])} MiB; "
+                f"{show(figures['batch_messages_mean'])} messages per batch",
+            ),
+        ]
+
+    rows = case(result)
+    for latency in result.get("latency", []):
+        unprocessed = latency["latency_unprocessed"]
+        rows.append(
+            (
+                f"  latency at {latency['rate']:,g}/s",
+                f"{quantile(latency, 'p50')}, {quantile(latency, 'p99')}",
+                f"{latency['latency_events']:,} events sent at "
+                f"{latency['latency_sent_per_s']:,}/s"
+                + (f", {unprocessed:,} not processed" if unprocessed else "")
+                + f"; worker {show(latency['latency_worker_cores'])} cores",
+            )
+        )
+    if "large" in result:
+        rows += case(result["large"])
+    print(f"pipeline (intake + worker), {result['partitions']} partitions", file=out)
     for name, figure, note in rows:
-        print(f"  {name:<22}{figure:<30}  {note}".rstrip(), file=out)
-
-
-# --- the Faust app with an empty body (a child process) ---------------------------------------
-
-
-def faust_empty_main() -> None:
-    """The worker's Faust settings, topic and `take_events` batching; the body does nothing."""
-    import faust
-
-    from pipeline.worker.app import faust_settings
-
-    settings = Settings.from_env()
-    (settings.run_dir / "state").mkdir(parents=True, exist_ok=True)
-    app = faust.App(settings.worker_app_id, **faust_settings(settings, store="memory://"))
-    usage = app.topic(
-        Topics.with_prefix(settings.topic_prefix).usage_events,
-        partitions=settings.partitions,
-        value_type=bytes,
-        value_serializer="raw",
-    )
-
-    @app.agent(usage, concurrency=1)
-    async def empty(stream: Any) -> None:  # a faust Stream: `take_events` is not on StreamT
-        within = settings.worker_batch_wait
-        async for _events in stream.take_events(settings.worker_batch_size, within=within):
-            pass
-
-    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
-
-
-ENTRY_POINTS: dict[str, Callable[[], None]] = {"faust-empty": faust_empty_main}
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1] not in ENTRY_POINTS:
-        sys.exit(f"usage: python -m benchmarks.bench_pipeline {{{','.join(ENTRY_POINTS)}}}")
-    ENTRY_POINTS[sys.argv[1]]()
+        print(f"  {name:<24}{figure:<30}  {note}".rstrip(), file=out)

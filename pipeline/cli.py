@@ -140,6 +140,18 @@ def worker(settings: Settings, clock: str, loglevel: str) -> None:
     job.run(settings, clock=clock, loglevel=loglevel, echo=click.echo)
 
 
+@main.command()
+@pass_settings
+def intake(settings: Settings) -> None:
+    """Run the intake: usage-events packed into usage batches for the worker (stateless)."""
+    import logging
+
+    from pipeline.intake import main as job
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    job.run(settings, echo=click.echo)  # a failed delivery ends it: restart resumes from commits
+
+
 # Producing usage and reading outputs
 
 

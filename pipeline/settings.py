@@ -136,6 +136,13 @@ def _batch_size(raw: str) -> int:
     return value
 
 
+def _flush_interval(raw: str) -> float:
+    value = _seconds(raw)
+    if not 0 < value <= 60:
+        raise ValueError("expected seconds above 0, at most 60")
+    return value
+
+
 def _concurrency(raw: str) -> int:
     value = _int(raw)
     if not 1 <= value <= 1000:
@@ -387,20 +394,58 @@ class Settings:
             _store,
         ),
     )
-    worker_batch_size: int = field(
-        default=2000,
+    worker_flush_interval: float = field(
+        default=1.0,
         metadata=_var(
-            "WORKER_BATCH_SIZE",
-            "Most messages the worker applies before it writes state (micro-batch).",
+            "WORKER_FLUSH_INTERVAL",
+            "Most seconds the worker keeps changed subscription states in memory before it "
+            "writes them to its changelog (Kafka Streams' commit interval): a subscription "
+            "touched by many events in that time is written once. Input is acknowledged only "
+            "after the write that covers it, so a crash re-applies at most this much.",
+            _flush_interval,
+        ),
+    )
+    worker_flush_states: int = field(
+        default=20_000,
+        metadata=_var(
+            "WORKER_FLUSH_STATES",
+            "Changed subscription states after which the worker writes them before the flush "
+            "interval is up (bounds memory and the size of one write).",
             _batch_size,
         ),
     )
-    worker_batch_wait: float = field(
-        default=0.1,
+    intake_batch_messages: int = field(
+        default=5000,
         metadata=_var(
-            "WORKER_BATCH_WAIT",
-            "Seconds the worker waits for a micro-batch to fill before applying what it has.",
-            _seconds,
+            "INTAKE_BATCH_MESSAGES",
+            "Most usage-events messages `tollgate intake` packs into one batch message.",
+            _batch_size,
+        ),
+    )
+    intake_batch_bytes: int = field(
+        default=1 << 20,
+        metadata=_var(
+            "INTAKE_BATCH_BYTES",
+            "Size in bytes at which the intake closes a batch (one more message may top it).",
+            _message_bytes,
+        ),
+    )
+    intake_linger: float = field(
+        default=0.05,
+        metadata=_var(
+            "INTAKE_LINGER",
+            "Most seconds the intake holds a partition's messages before it sends what it has "
+            "as a batch: latency against messages per batch.",
+            _flush_interval,
+        ),
+    )
+    intake_group: str = field(
+        default="tollgate-intake",
+        metadata=_var(
+            "INTAKE_GROUP",
+            "Consumer group of `tollgate intake` on the usage-events topic. Intakes with the "
+            "same group share the partitions.",
+            _app_id,
         ),
     )
     worker_session_timeout: float = field(

@@ -42,8 +42,19 @@ class TopicSpec:
     config: Mapping[str, str]
 
 
+def batch_message_bytes(batch_bytes: int, max_message_bytes: int) -> int:
+    """The largest usage batch: the intake closes a batch once it holds `batch_bytes`, so one
+    holds at most that plus one more message of at most `max_message_bytes` (a larger one
+    travels cut to its first part), plus framing."""
+    return batch_bytes + max_message_bytes + HEADROOM
+
+
 def topic_specs(
-    topics: Topics, partitions: int, *, max_message_bytes: int = DEFAULT_MAX_BYTES
+    topics: Topics,
+    partitions: int,
+    *,
+    max_message_bytes: int = DEFAULT_MAX_BYTES,
+    batch_bytes: int = DEFAULT_MAX_BYTES,
 ) -> tuple[TopicSpec, ...]:
     """Each topic with its partition count and configuration, as schemas/topics.yaml says.
 
@@ -69,6 +80,14 @@ def topic_specs(
                 "max.message.bytes": str(max(ACCEPTED_BYTES, max_message_bytes + HEADROOM)),
             },
         ),
+        TopicSpec(
+            topics.usage_batches,
+            partitions,
+            {
+                **by_size,
+                "max.message.bytes": str(batch_message_bytes(batch_bytes, max_message_bytes)),
+            },
+        ),
         TopicSpec(topics.subscriptions, partitions, {**by_size, "retention.bytes": "-1"}),
         TopicSpec(topics.catalog, 1, {"cleanup.policy": "compact"}),
         TopicSpec(topics.outputs, partitions, by_size),
@@ -86,15 +105,18 @@ def ensure_topics(
     partitions: int,
     *,
     max_message_bytes: int = DEFAULT_MAX_BYTES,
+    batch_bytes: int = DEFAULT_MAX_BYTES,
     replication_factor: int = -1,
     timeout: float = 30.0,
 ) -> list[str]:
-    """Create whichever of the five topics is missing and wait until each has its leaders.
+    """Create whichever of the topics is missing and wait until each has its leaders.
 
     Idempotent: topics that exist (even created concurrently) are left as they are. Returns the
     names created. `replication_factor` -1 takes the broker's `default.replication.factor`.
     """
-    specs = topic_specs(topics, partitions, max_message_bytes=max_message_bytes)
+    specs = topic_specs(
+        topics, partitions, max_message_bytes=max_message_bytes, batch_bytes=batch_bytes
+    )
     existing = _topic_names(admin, timeout)
     missing = [spec for spec in specs if spec.name not in existing]
     if not missing:
@@ -130,6 +152,7 @@ def ensure_topics_for(settings: Settings) -> list[str]:
         Topics.with_prefix(settings.topic_prefix),
         settings.partitions,
         max_message_bytes=settings.max_message_bytes,
+        batch_bytes=settings.intake_batch_bytes,
     )
 
 

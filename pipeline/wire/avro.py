@@ -29,6 +29,7 @@ SCHEMA_NAMES: Final = (
     "clock_tick",
     "output",
     "dead_letter",
+    "usage_batch",
 )
 SCHEMA_IDS_ENV: Final = "TOLLGATE_SCHEMA_IDS"
 DEFAULT_MAX_BYTES: Final = 1 << 20
@@ -85,6 +86,7 @@ DEFAULT_SCHEMA_IDS: Final = SchemaIds.from_mapping(
         "clock_tick": 4,
         "output": 5,
         "dead_letter": 6,
+        "usage_batch": 7,
     }
 )
 
@@ -197,10 +199,12 @@ def check_size(data: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     if not data:
         raise WireError(MALFORMED, "empty message")
     if len(data) > max_bytes:
-        raise WireError(
-            MALFORMED, f"message of {len(data)} bytes is over the {max_bytes}-byte limit"
-        )
+        raise oversized(len(data), max_bytes)
     return data
+
+
+def oversized(size: int, max_bytes: int) -> WireError:
+    return WireError(MALFORMED, f"message of {size} bytes is over the {max_bytes}-byte limit")
 
 
 def _schema_name(data: bytes, ids: SchemaIds, accept: Collection[str]) -> str:

@@ -20,6 +20,7 @@ from pipeline.wire.avro import (
     decode,
     encode,
 )
+from pipeline.wire.batches import read_frames, write_frames
 from pipeline.wire.errors import INVALID, MALFORMED, WireError
 from pipeline.wire.jsontext import dumps, loads
 from pipeline.wire.records import (
@@ -30,6 +31,7 @@ from pipeline.wire.records import (
     SubscriptionAction,
     SubscriptionRecord,
     Tick,
+    UsageBatch,
     id_text,
 )
 
@@ -253,6 +255,51 @@ def decode_dead_letter(
     """Dead letters carry whole input messages, so pass a `max_bytes` above the inputs' limit."""
     _, record = decode(data, ids=ids, accept=("dead_letter",), max_bytes=max_bytes)
     return DeadLetter(**record)
+
+
+# --- usage batches (intake → worker) ----------------------------------------------------------
+
+
+def encode_usage_batch(batch: UsageBatch, *, ids: SchemaIds = DEFAULT_SCHEMA_IDS) -> bytes:
+    return encode_framed_batch(
+        batch.source_topic,
+        batch.source_partition,
+        batch.from_offset,
+        len(batch.messages),
+        write_frames(batch.messages),
+        ids=ids,
+    )
+
+
+def encode_framed_batch(
+    source_topic: str,
+    source_partition: int,
+    from_offset: int,
+    count: int,
+    frames: bytes,
+    *,
+    ids: SchemaIds = DEFAULT_SCHEMA_IDS,
+) -> bytes:
+    """A usage batch whose messages are already framed (the intake frames them as it reads)."""
+    value = {
+        "source_topic": source_topic,
+        "source_partition": source_partition,
+        "from_offset": from_offset,
+        "count": count,
+        "frames": frames,
+    }
+    return encode("usage_batch", value, ids=ids)
+
+
+def decode_usage_batch(
+    data: bytes | None, *, ids: SchemaIds = DEFAULT_SCHEMA_IDS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> UsageBatch:
+    """A batch carries whole input messages: pass a `max_bytes` above the batch size bound."""
+    _, record = decode(data, ids=ids, accept=("usage_batch",), max_bytes=max_bytes)
+    messages = read_frames(record["frames"], record["count"])
+    return UsageBatch(
+        record["source_topic"], record["source_partition"], record["from_offset"], messages
+    )
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -108,6 +108,36 @@ class DeadLetter:
     external_subscription_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SourceMessage:
+    """One usage-events message inside a usage batch, as the intake read it."""
+
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    size: int  # the original value's size; above len(value) when only a prefix travels
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBatch:
+    """A run of consecutive messages of one source partition (docs/decisions.md, the intake).
+
+    `from_offset` is where the intake's reading of this run began: every source offset from
+    there up to the first message's carries no message, so a consumer that has applied
+    everything before `from_offset` can apply this batch without a gap.
+    """
+
+    source_topic: str
+    source_partition: int
+    from_offset: int
+    messages: tuple[SourceMessage, ...]
+
+    @property
+    def last_offset(self) -> int:
+        return self.messages[-1].offset if self.messages else self.from_offset - 1
+
+
 def catalog_key(kind: CatalogKind, key: str) -> str:
     return f"{kind}:{key}"
 

@@ -7,29 +7,37 @@ own code, so a malformed message reaches our error path instead of crashing the 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import sys
 import time
 import uuid
 import weakref
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import faust
-from faust.streams import _current_event  # where Faust looks for the event a table write is for
+from faust.streams import _current_event  # where Faust looks for the event a table read is for
+from faust.types import TP
 
 from pipeline.billing.context import EngineSettings
 from pipeline.settings import Settings
+from pipeline.topic_admin import HEADROOM, batch_message_bytes
 from pipeline.topics import Topics
-from pipeline.wire import encode_tick, schema_ids_from_env
+from pipeline.wire import decode_usage_batch, encode_tick, schema_ids_from_env
 from pipeline.worker import metrics
-from pipeline.worker.records import InputMessage
+from pipeline.worker.delivery import AckedProducer, Outgoing
 from pipeline.worker.runner import Destinations, Runner, TableAccess
 from pipeline.worker.stall import StallWatch
 
 CLOCKS = ("wall", "records")
+EXIT_FLUSH_FAILED = 70  # EX_SOFTWARE: state could not be written; a restart resumes safely
+
+log = logging.getLogger(__name__)
 
 
 def engine_settings(settings: Settings) -> EngineSettings:
@@ -53,6 +61,12 @@ def faust_settings(settings: Settings, store: str | None = None) -> dict[str, An
         "producer_acks": -1,
         "producer_max_request_size": 4 * 1024 * 1024,
         "broker_commit_interval": 1.0,
+        # One message is a usage batch of up to a few MiB: fetch such a message whole, and
+        # buffer few of them (Faust's default of 4,096 messages would be gigabytes).
+        "consumer_max_fetch_size": batch_message_bytes(
+            settings.intake_batch_bytes, settings.max_message_bytes
+        ),
+        "stream_buffer_maxsize": 64,
         # A killed worker keeps its partitions until its session times out.
         "broker_session_timeout": settings.worker_session_timeout,
         "broker_rebalance_timeout": settings.worker_session_timeout,
@@ -78,6 +92,7 @@ def build_app(
     # (ticks, definitions) without a word, so only the value is declared.
     raw: dict[str, Any] = {"value_type": bytes, "value_serializer": "raw"}
     usage = app.topic(topics.usage_events, partitions=settings.partitions, **raw)
+    batches = app.topic(topics.usage_batches, partitions=settings.partitions, **raw)
     subscriptions = app.topic(topics.subscriptions, partitions=settings.partitions, **raw)
     table = app.Table(
         "ledger",
@@ -89,52 +104,64 @@ def build_app(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         ),
     )
+    ids = schema_ids_from_env(environ or {})
+    batch_bytes = batch_message_bytes(settings.intake_batch_bytes, settings.max_message_bytes)
+    producer = AckedProducer(
+        settings.kafka_bootstrap,
+        client_id=f"{app.conf.broker_client_id}-producer",
+        max_message_bytes=max(batch_bytes, settings.max_message_bytes + 2 * HEADROOM),
+    )
     runner = Runner(
         engine_settings(settings),
-        Destinations(topics.outputs, topics.dead_letters),
-        schema_ids_from_env(environ or {}),
+        Destinations(topics.outputs, topics.dead_letters, table.changelog_topic.get_topic_name()),
+        ids,
         settings.max_message_bytes,
+        producer,
     )
-
-    def write(key: str, value: bytes | None) -> None:
-        if value is None:
-            table.pop(key.encode(), None)
-        else:
-            table[key.encode()] = value
-
-    def scan(prefix: str) -> Iterator[tuple[str, bytes]]:
-        wanted = prefix.encode()
-        for key, value in list(table.items()):
-            if key.startswith(wanted):
-                yield key.decode(), value
-
-    access = TableAccess(lambda key: table.get(key.encode()), scan, write)
-
-    async def send(topic: str, key: bytes | None, value: bytes, timestamp: float) -> Any:
-        return await app.topic(topic, **raw).send(key=key, value=value, timestamp=timestamp)
-
+    access = TableAccess(
+        lambda key: table.get(key.encode()), _scanner(table), _storer(table, app.conf.id)
+    )
     watch = StallWatch(settings.worker_stall_timeout)
+    flusher = Flusher(runner, access, settings.worker_flush_interval, settings.worker_flush_states)
 
-    @app.agent(usage, concurrency=1)
-    async def ledger(stream: Any) -> None:  # a faust Stream: `take_events` is not on StreamT
-        within = settings.worker_batch_wait
-        async for events in stream.take_events(settings.worker_batch_size, within=within):
-            for partition, group in _by_partition(events).items():
-                with _writing_for(group[-1]):
-                    await runner.process(partition, [_message(e) for e in group], access, send)
-                _record_lag(app, group[-1])
-                watch.applied(partition, group[-1].message.offset, time.monotonic())
+    @app.agent(batches, concurrency=1)
+    async def ledger(stream: Any) -> None:  # a faust Stream
+        """One usage batch at a time; acknowledged only once a flush has stored its effect."""
+        manual = stream.noack()
+        async for event in manual.events():
+            message = event.message
+            batch = decode_usage_batch(message.value, ids=ids, max_bytes=batch_bytes)
+            async with flusher.lock:
+                with _writing_for(event):  # a partition restored from the table reads it
+                    await runner.process(message.partition, batch, access)
+                flusher.hold(manual, event)
+            _record_lag(app, event)
+            watch.applied(message.partition, message.offset, time.monotonic())
+            await flusher.flush_if_due()
+
+    @app.timer(interval=max(settings.worker_flush_interval / 4, 0.05))  # type: ignore[misc]
+    async def flush_on_time() -> None:
+        """Quiet partitions' changes are stored too (and a rebalance waits for these acks)."""
+        await flusher.flush_if_due()
 
     @app.agent(subscriptions, concurrency=1)
     async def forward_subscriptions(stream: faust.StreamT[bytes]) -> None:
-        """Subscription records sent to their own topic join the one ordered input."""
+        """Subscription records sent to their own topic join the one ordered input (the same
+        partition number: the two topics are co-partitioned), acknowledged before moving on."""
         async for event in stream.events():
             message = event.message
-            await usage.send(key=message.key, value=message.value, timestamp=message.timestamp)
+            forward = Outgoing(
+                topics.usage_events,
+                message.key,
+                message.value,
+                message.partition,
+                int(message.timestamp * 1000),
+            )
+            await producer.send_all([forward])
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        runner.forget()
+        runner.forget()  # Faust waited for every held batch to be acknowledged: all is stored
 
     if clock == "wall":
 
@@ -149,31 +176,97 @@ def build_app(
     return app
 
 
+class Flusher:
+    """When changed state is written, and the acknowledgement of the batches it covers.
+
+    The agent and the timer take `lock` around applying and flushing, so a flush never sees
+    half a batch. A failed flush leaves the books believing they stored what they did not:
+    the process ends (state never runs ahead of what the changelog holds)."""
+
+    def __init__(self, runner: Runner, access: TableAccess, interval: float, max_dirty: int):
+        self.runner, self.access = runner, access
+        self.interval, self.max_dirty = interval, max_dirty
+        self.lock = asyncio.Lock()
+        self._held: list[tuple[Any, Any]] = []  # (stream, event) applied, not yet stored
+        self._since = 0.0  # when the oldest held batch was applied
+
+    def hold(self, stream: Any, event: Any) -> None:
+        if not self._held:
+            self._since = time.monotonic()
+        self._held.append((stream, event))
+
+    async def flush_if_due(self) -> None:
+        if not self._held:
+            return
+        due = time.monotonic() - self._since >= self.interval
+        if not due and self.runner.dirty < self.max_dirty:
+            return
+        async with self.lock:
+            if not self._held:
+                return
+            try:
+                await self.runner.flush(self.access)
+            except BaseException:
+                log.critical("writing state failed: exiting for a restart", exc_info=True)
+                sys.stderr.flush()
+                os._exit(EXIT_FLUSH_FAILED)
+            held, self._held = self._held, []
+            for stream, event in held:
+                await stream.ack(event)
+
+
+def _scanner(table: Any) -> Any:
+    def scan(prefix: str) -> Iterator[tuple[str, bytes]]:
+        wanted = prefix.encode()
+        for key, value in list(table.items()):
+            if key.startswith(wanted):
+                yield key.decode(), value
+
+    return scan
+
+
+def _storer(table: Any, app_id: str) -> Any:
+    """Acknowledged changelog records into the table's local store, through the same call
+    Faust's recovery uses (which also records the changelog offset the store has reached)."""
+    topic = table.changelog_topic.get_topic_name()
+
+    def store(partition: int, records: Any) -> None:
+        table.apply_changelog_batch(
+            [_ChangelogEvent(topic, partition, k.encode(), v, o) for k, v, o in records]
+        )
+
+    return store
+
+
+@dataclass(frozen=True, slots=True)
+class _ChangelogMessage:
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes | None
+    offset: int
+
+    @property
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
+
+
+class _ChangelogEvent:
+    """What `Table.apply_changelog_batch` reads of a changelog event."""
+
+    __slots__ = ("key", "message", "value")
+
+    def __init__(self, topic: str, partition: int, key: bytes, value: bytes | None, offset: int):
+        self.message = _ChangelogMessage(topic, partition, key, value, offset)
+        self.key, self.value = key, value
+
+
 def _record_lag(app: faust.App, event: Any) -> None:
     """Messages behind the partition's high watermark once this batch is applied."""
     message = event.message
     highwater = app.consumer.highwater(message.tp)
     if highwater is not None:
         metrics.LAG.labels(str(message.partition)).set(max(highwater - message.offset - 1, 0))
-
-
-def _by_partition(events: Any) -> dict[int, list[Any]]:
-    groups: dict[int, list[Any]] = defaultdict(list)
-    for event in events:
-        groups[event.message.partition].append(event)
-    return groups
-
-
-def _message(event: Any) -> InputMessage:
-    message = event.message
-    return InputMessage(
-        message.topic,
-        message.partition,
-        message.offset,
-        int(message.timestamp * 1000),
-        message.key,
-        message.value,
-    )
 
 
 @contextmanager

@@ -32,16 +32,39 @@ THRESHOLDS = Counter(
 CREDIT_NOTES = Counter("tollgate_worker_credit_notes_total", "Credit notes emitted.")
 BATCH_SIZE = Histogram(
     "tollgate_worker_batch_messages",
-    "Messages per micro-batch and partition.",
-    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+    "Source messages per usage batch.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
 )
 LATENCY = Histogram(
     "tollgate_worker_latency_seconds",
-    "Record timestamp → outputs acknowledged by the broker and state written.",
+    "Record timestamp → the record applied and its outputs acknowledged by the broker.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 LAG = Gauge(
     "tollgate_worker_consumer_lag_messages",
-    "Messages behind the partition's high watermark after the last batch.",
+    "Usage batches behind the partition's high watermark after the last one applied.",
+    ["partition"],
+)
+STATES_WRITTEN = Counter(
+    "tollgate_worker_states_written_total",
+    "Subscription states written to the changelog (at most one per subscription and flush).",
+)
+CHANGELOG_WRITES = Counter(
+    "tollgate_worker_changelog_writes_total",
+    "Records written to the state changelog: states, window records, definitions, heads.",
+)
+FLUSH_SECONDS = Histogram(
+    "tollgate_worker_flush_seconds",
+    "Time to write one flush's changed state, every phase acknowledged.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+FLUSH_RECORDS = Histogram(
+    "tollgate_worker_flush_records",
+    "Changelog records per flush.",
+    buckets=(0, 1, 10, 50, 100, 500, 1000, 5000, 20000, 50000),
+)
+APPLIED_OFFSET = Gauge(
+    "tollgate_worker_applied_offset",
+    "Last usage-events offset applied, per source partition (outputs acknowledged).",
     ["partition"],
 )

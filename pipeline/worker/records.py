@@ -17,6 +17,7 @@ from pipeline.wire import (
     Tick,
     WireError,
     decode_ledger_input,
+    oversized,
 )
 
 RAW_PREVIEW_BYTES = 4096  # how much of an undecodable message an `event.error` body repeats
@@ -32,6 +33,7 @@ class InputMessage:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
+    size: int = -1  # the original value's size when only its first bytes travel (intake)
 
     @property
     def ref(self) -> str:
@@ -51,6 +53,8 @@ class Decoded:
 def decode_message(message: InputMessage, ids: SchemaIds, max_bytes: int) -> Decoded:
     at, ref = message.at, message.ref
     try:
+        if message.size > max_bytes:
+            raise oversized(message.size, max_bytes)
         value = decode_ledger_input(message.value, ids=ids, max_bytes=max_bytes)
     except WireError as error:
         raw = (message.value or b"")[:RAW_PREVIEW_BYTES].decode("utf-8", errors="replace")

@@ -42,31 +42,34 @@ def feed_lines(deployment: Deployment, lines: list[str]) -> None:
 
 
 def wait_caught_up(deployment: Deployment, timeout: float = 120.0) -> None:
-    """Until the worker group has committed every usage-events message."""
-    settings = deployment.settings
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.worker_app_id}
-    )
-    partitions = [
-        TopicPartition(deployment.topics.usage_events, p) for p in range(settings.partitions)
-    ]
+    """Until the intake has committed every usage-events message and the worker group every
+    usage batch (so every batch's effect is stored)."""
+    settings, topics = deployment.settings, deployment.topics
     deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deployment.restart_stalled()
+        if deployment.processes and all(p.poll() is not None for p in deployment.processes):
+            raise AssertionError(f"every worker exited:\n{deployment.logs()}")
+        if not committed_behind(settings, settings.intake_group, topics.usage_events) and not (
+            committed_behind(settings, settings.worker_app_id, topics.usage_batches)
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the pipeline did not catch up in {timeout} s:\n{deployment.logs()}")
+
+
+def committed_behind(settings: Settings, group: str, topic: str) -> int:
+    """Messages of `topic` that `group` has not committed yet."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
     try:
-        while time.monotonic() < deadline:
-            deployment.restart_stalled()
-            if deployment.processes and all(p.poll() is not None for p in deployment.processes):
-                raise AssertionError(f"every worker exited:\n{deployment.logs()}")
-            committed = consumer.committed(partitions, timeout=10)
-            behind = 0
-            for tp in committed:
-                _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                behind += high - max(tp.offset, 0)
-            if behind == 0:
-                return
-            time.sleep(0.5)
+        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        behind = 0
+        for tp in consumer.committed(partitions, timeout=10):
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            behind += high - max(tp.offset, 0)
+        return behind
     finally:
         consumer.close()
-    raise AssertionError(f"the worker did not catch up in {timeout} s:\n{deployment.logs()}")
 
 
 @pytest.fixture

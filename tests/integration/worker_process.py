@@ -34,7 +34,8 @@ class Deployment:
 
     settings: Settings
     run_dir: Path
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)  # workers
+    intakes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log_files: list[BinaryIO] = field(default_factory=list)
     restarted: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -45,6 +46,7 @@ class Deployment:
             **base.as_env(),
             "TOLLGATE_TOPIC_PREFIX": f"{name}.",
             "TOLLGATE_WORKER_APP_ID": f"{name}-worker",
+            "TOLLGATE_INTAKE_GROUP": f"{name}-intake",
             "TOLLGATE_WORKER_STORE": store,
             "TOLLGATE_RUN_DIR": str(run_dir),
             # Killed and added workers: the group settles in seconds, not minutes.
@@ -63,43 +65,66 @@ class Deployment:
         return UsageProducer(self.settings.kafka_bootstrap, self.topics)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
+        """A worker, and the first time an intake in front of it (the pipeline's two stages)."""
+        if not self.intakes:
+            self.start_intake()
+        return self._start("worker", ["worker", "--clock", "records"], self.processes)
+
+    def start_intake(self) -> subprocess.Popen[bytes]:
+        return self._start("intake", ["intake"], self.intakes)
+
+    def _start(
+        self, name: str, command: list[str], into: list[subprocess.Popen[bytes]]
+    ) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             **self.settings.as_env(),
             "TOLLGATE_METRICS_PORT": str(free_port()),
         }
-        log = open(self.run_dir / f"worker-{len(self.processes)}.log", "wb")  # noqa: SIM115
+        log = open(self.run_dir / f"{name}-{len(into)}.log", "wb")  # noqa: SIM115
         self.log_files.append(log)
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker", "--clock", "records"],
+            [sys.executable, "-m", "pipeline.cli", *command],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        self.processes.append(process)
+        into.append(process)
         return process
 
     def restart_stalled(self) -> int:
         """What a supervisor does (docker-compose: `restart: unless-stopped`): a worker that
         exited because a partition stalled is started again. Returns how many were."""
-        stalled = [
-            p for p in self.processes if p.poll() == EXIT_STALLED and p not in self.restarted
-        ]
-        for process in stalled:
-            self.restarted.append(process)
-            self.start_worker()
-        return len(stalled)
+        return self.supervise(only_code=EXIT_STALLED)
+
+    def supervise(self, only_code: int | None = None) -> int:
+        """Start again every worker and intake that exited (with `only_code`, only those that
+        exited with it). Returns how many were."""
+        count = 0
+        for into, start in ((self.processes, self.start_worker), (self.intakes, self.start_intake)):
+            for process in list(into):
+                code = process.poll()
+                if code is None or process in self.restarted:
+                    continue
+                if only_code is not None and code != only_code:
+                    continue
+                self.restarted.append(process)
+                start()
+                count += 1
+        return count
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
+        self.restarted.append(process)  # whoever kills it starts the next one
 
     def stop_all(self) -> None:
-        for process in self.processes:
+        everything = self.intakes + self.processes
+        for process in everything:
             if process.poll() is None:
                 process.terminate()
         deadline = time.monotonic() + 30
-        for process in self.processes:
+        for process in everything:
             try:
                 process.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:

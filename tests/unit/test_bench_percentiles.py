@@ -54,27 +54,28 @@ def test_deltas_subtract_bucket_by_bucket():
 
 def test_the_rate_leaves_out_start_up_and_is_interpolated_between_commits():
     # Nothing for 5 s (start-up), then 1,000 messages committed every second from t=6.
-    samples = [Sample(t / 2, 0, t / 2) for t in range(12)]  # t = 0 .. 5.5
-    samples += [Sample(6.0 + s, 1000 * (s + 1), 6.0 + s) for s in range(10)]
+    samples = [Sample(t / 2, 0, (t / 2, t / 4)) for t in range(12)]  # t = 0 .. 5.5
+    samples += [Sample(6.0 + s, 1000 * (s + 1), (6.0 + s, 3.0 + s / 2)) for s in range(10)]
     window = middle_window(samples, 10_000)
     assert window is not None
     # 10% = 1,000 (first commit, t=6) .. 90% = 9,000 (t=14).
     assert (window.start, window.end) == pytest.approx((6.0, 14.0))
     assert window.rate == pytest.approx(1000.0)
-    assert window.cpu_per_message == pytest.approx(8.0 / 8000)
-    assert window.cores == pytest.approx(1.0)
+    assert window.cpu_per_message(0) == pytest.approx(8.0 / 8000)
+    assert window.cores(0) == pytest.approx(1.0)
+    assert window.cores(1) == pytest.approx(0.5)  # a second process followed alongside
 
 
 def test_a_bound_before_the_first_commit_moves_up_to_it():
-    samples = [Sample(0.0, 0, None), Sample(1.0, 3000, None), Sample(2.0, 6000, None)]
-    samples += [Sample(3.0, 10_000, None)]
+    samples = [Sample(0.0, 0, (None,)), Sample(1.0, 3000, (None,)), Sample(2.0, 6000, (None,))]
+    samples += [Sample(3.0, 10_000, (None,))]
     window = middle_window(samples, 10_000)
     assert window is not None
     assert (window.first, window.last) == (3000, 9000)
     assert window.start == pytest.approx(1.0)
     assert window.end == pytest.approx(2.75)
-    assert window.cpu is None
+    assert window.cpu == (None,) and window.cpu_per_message() is None
 
 
 def test_a_single_commit_gives_no_rate():
-    assert middle_window([Sample(0.0, 0, 0.0), Sample(1.0, 500, 1.0)], 500) is None
+    assert middle_window([Sample(0.0, 0, (0.0,)), Sample(1.0, 500, (1.0,))], 500) is None

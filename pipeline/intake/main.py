@@ -1,0 +1,61 @@
+"""`tollgate intake`: create the topics, serve metrics, run the packing loop until stopped."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+
+from prometheus_client import start_http_server
+
+from pipeline.intake.packer import Bounds
+from pipeline.intake.stage import Intake, IntakeConfig
+from pipeline.settings import Settings
+from pipeline.topic_admin import batch_message_bytes, ensure_topics_for
+from pipeline.topics import Topics
+from pipeline.wire import schema_ids_from_env
+
+
+def config_for(settings: Settings, environ: dict[str, str]) -> IntakeConfig:
+    topics = Topics.with_prefix(settings.topic_prefix)
+    return IntakeConfig(
+        bootstrap=settings.kafka_bootstrap,
+        group=settings.intake_group,
+        source_topic=topics.usage_events,
+        batch_topic=topics.usage_batches,
+        bounds=Bounds(
+            settings.intake_batch_messages,
+            settings.intake_batch_bytes,
+            settings.intake_linger,
+            settings.max_message_bytes,
+        ),
+        batch_message_bytes=batch_message_bytes(
+            settings.intake_batch_bytes, settings.max_message_bytes
+        ),
+        ids=schema_ids_from_env(environ),
+        client_id=f"tollgate-intake-{socket.gethostname()}-{os.getpid()}",
+    )
+
+
+def run(settings: Settings, *, echo: Callable[[str], None]) -> None:
+    created = ensure_topics_for(settings)
+    if created:
+        echo(f"created topics: {', '.join(created)}")
+    try:
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        echo(f"metrics: http://127.0.0.1:{settings.metrics_port}/metrics")
+    except OSError as error:
+        echo(
+            f"metrics: port {settings.metrics_port} unavailable ({error}); "
+            "set TOLLGATE_METRICS_PORT to serve them"
+        )
+    config = config_for(settings, dict(os.environ))
+    bounds = config.bounds
+    echo(
+        f"intake {config.group}: {config.source_topic} → {config.batch_topic} on "
+        f"{config.bootstrap}; batches of at most {bounds.max_messages} messages or "
+        f"{bounds.max_bytes} bytes, linger {bounds.linger} s"
+    )
+    intake = Intake(config)
+    intake.install_signal_handlers()
+    intake.run()
