@@ -102,6 +102,18 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+def serve_or_report(health: Health, host: str, port: int, echo: Callable[[str], None]) -> None:
+    """`serve`, printing where; a taken port is reported and the process runs on without the
+    endpoints (the worker and the intake: a sink refuses to start instead)."""
+    address = f"{host}:{port}"
+    try:
+        serve(health, host, port)
+    except OSError as error:
+        echo(f"metrics and health: {address} unavailable ({error}); set TOLLGATE_METRICS_PORT")
+        return
+    echo(f"metrics: http://{address}/metrics, health: /healthz, /readyz")
+
+
 def serve(health: Health, host: str, port: int) -> WSGIServer:
     """Serve the endpoints on host:port from a daemon thread; raises OSError when the port is
     taken. Returns the server (`shutdown()` stops it)."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.health import Health, serve
+from pipeline.health import Health, serve_or_report
 from pipeline.settings import Settings
 
 BEAT_INTERVAL = 1.0
@@ -51,15 +51,5 @@ def _consuming(app: Any) -> Callable[[], str | None]:
 
 
 def serve_worker_health(app: Any, settings: Settings, echo: Callable[[str], None]) -> None:
-    """`/metrics`, `/healthz`, `/readyz` on TOLLGATE_METRICS_HOST:PORT; a taken port is
-    reported and the worker runs on without them."""
-    address = f"{settings.metrics_host}:{settings.metrics_port}"
-    try:
-        serve(worker_health(app), settings.metrics_host, settings.metrics_port)
-    except OSError as error:
-        echo(
-            f"metrics and health: {address} unavailable ({error}); "
-            "set TOLLGATE_METRICS_PORT to serve them"
-        )
-        return
-    echo(f"metrics: http://{address}/metrics, health: /healthz, /readyz")
+    """`/metrics`, `/healthz`, `/readyz` on TOLLGATE_METRICS_HOST:PORT."""
+    serve_or_report(worker_health(app), settings.metrics_host, settings.metrics_port, echo)

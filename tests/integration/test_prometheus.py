@@ -1,9 +1,9 @@
-"""The dashboard and the alert rules against a live pipeline: a real Prometheus scrapes a worker
-and both sinks while demo traffic flows (with a malformed event, a malformed output and a dead
-webhook receiver among it), and every dashboard query and every rule expression is evaluated
-through Prometheus's HTTP API. Each must return data; a rule whose condition is false in a
-healthy run must have data behind each metric selector it uses. The processes' `/healthz` and
-`/readyz` answer 200 once they work.
+"""The dashboard and the alert rules against a live pipeline: a real Prometheus scrapes an
+intake, a worker and both sinks while demo traffic flows (with a malformed event, a malformed
+output and a dead webhook receiver among it), and every dashboard query and every rule
+expression is evaluated through Prometheus's HTTP API. Each must return data; a rule whose
+condition is false in a healthy run must have data behind each metric selector it uses. The
+processes' `/healthz` and `/readyz` answer 200 once they work.
 
 With TOLLGATE_DASHBOARD_FIGURE=path, traffic runs for two and a half minutes and the
 dashboard's panels are drawn from the run into that SVG file (docs/figures/dashboard.svg in
@@ -48,6 +48,7 @@ pytestmark = pytest.mark.integration
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "tollgate.json"
 SELECTOR = re.compile(r"\b((?:tollgate|process)_[a-z_]+|up)\b(\{[^}]*\})?")
 PROCESSES = {
+    "intake": ["intake"],
     "worker": ["worker", "--clock", "wall"],
     "sink-invoices": ["sink", "invoices"],
     "sink-webhooks": ["sink", "webhooks"],
@@ -78,6 +79,7 @@ class Pipeline:
                 **base.as_env(),
                 "TOLLGATE_TOPIC_PREFIX": f"prom-{self.run}.",
                 "TOLLGATE_WORKER_APP_ID": f"prom-{self.run}-worker",
+                "TOLLGATE_INTAKE_GROUP": f"prom-{self.run}-intake",
                 "TOLLGATE_DATABASE_SCHEMA": schema,
                 "TOLLGATE_RUN_DIR": str(folder / "run"),
                 "TOLLGATE_METRICS_HOST": "127.0.0.1",
@@ -141,7 +143,7 @@ def get_status(url: str) -> int:
             return int(answer.status)
     except urllib.error.HTTPError as error:
         return error.code
-    except (urllib.error.URLError, ConnectionError):
+    except (urllib.error.URLError, OSError):  # refused, reset or timed out: not serving yet
         return 0
 
 
@@ -237,6 +239,7 @@ def test_every_dashboard_query_and_alert_expression_returns_data(
     prometheus = Prometheus(
         tmp_path,
         {
+            "tollgate-intake": [pipeline.target("intake")],
             "tollgate-worker": [pipeline.target("worker")],
             "tollgate-sinks": [pipeline.target("sink-invoices"), pipeline.target("sink-webhooks")],
         },

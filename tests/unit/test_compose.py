@@ -47,6 +47,7 @@ def test_every_tollgate_variable_is_known_to_settings() -> None:
 def test_pipeline_services_run_tollgate_commands() -> None:
     services = _compose()["services"]
     commands = {name: service.get("command") for name, service in services.items()}
+    assert ["tollgate", "intake"] in commands.values()
     assert ["tollgate", "worker"] in commands.values()
     assert ["tollgate", "sink", "invoices"] in commands.values()
     assert ["tollgate", "sink", "webhooks"] in commands.values()
