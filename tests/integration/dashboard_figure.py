@@ -27,7 +27,7 @@ def render(prometheus: Prometheus, panels: list[dict[str, Any]], start: float, e
         'font-family="Inter, Helvetica, Arial, sans-serif" font-size="11">',
         f'<rect width="{total_w}" height="{total_h}" fill="#111217"/>',
         f'<text x="{MARGIN}" y="24" fill="#ccccdc" font-size="16">tollgate — a live run '
-        f"({end - start:.0f} s: worker, both sinks, demo traffic)</text>",
+        f"({end - start:.0f} s: intake, worker, both sinks, demo traffic)</text>",
     ]
     for index, panel in enumerate(panels):
         x = MARGIN + (index % columns) * (WIDTH + MARGIN)
