@@ -77,16 +77,21 @@ test: lint stack-up prometheus ## Lint, start the stack, run every test (unit, s
 	@rc=0; TOLLGATE_ENGINE=$(ENGINE) $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
-# Benchmarks
+.PHONY: chaos
+chaos: install stack-up ## Kill -9 the worker, the intake and a broker of its own, many rounds (ROUNDS=8)
+	TOLLGATE_CHAOS_ROUNDS=$(or $(ROUNDS),8) TOLLGATE_ENGINE=$(ENGINE) \
+		$(BIN)/pytest $(PYTEST_ARGS) tests/integration/test_chaos.py
+
+# Benchmarks: each one is `python -m benchmarks NAME [options]` (benchmarks/__main__.py)
 
 .PHONY: bench-core
 bench-core: install ## Engine throughput: 1,000 subscriptions, 1,000,000 events, one process
-	$(BIN)/python -m benchmarks.bench_core
+	$(BIN)/python -m benchmarks core
 
 .PHONY: bench-sinks
 bench-sinks: stack-up ## Sink throughput: invoices stored and webhooks delivered per second
-	$(BIN)/python -m benchmarks.bench_sinks
+	$(BIN)/python -m benchmarks sinks
 
 .PHONY: bench-pipeline
-bench-pipeline: install stack-up ## Live worker: sustained events/s, ceiling, Faust's share, p50/p99 latency
-	$(TOLLGATE) bench pipeline
+bench-pipeline: install stack-up ## Intake + worker: sustained events/s (1,000 and 100,000 subscriptions), ceiling, p50/p99
+	$(BIN)/python -m benchmarks pipeline

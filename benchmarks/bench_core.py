@@ -2,7 +2,7 @@
 
 Prints progress, then figures, and as its last line one JSON object:
 `{"events": N, "seconds": s, "events_per_s": r, "us_per_event": u, "peak_rss_mib": m, ...}`.
-Run with `make bench-core` (or `python -m benchmarks.bench_core --events 200000`).
+Run with `make bench-core` (or `python -m benchmarks core --events 200000`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
-from pipeline import compiled_engine
 from pipeline.billing.engine import Ledger, Record
+from pipeline.tooling import compiled_engine
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -142,7 +142,3 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

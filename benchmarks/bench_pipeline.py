@@ -27,14 +27,14 @@ that of the middle of what it did (`worker_drained: false`); a latency quantile 
 events still unprocessed CATCH_UP_BUDGET seconds after the last send is null (saturated).
 
 Prints progress on stderr, a table, then as its last line one JSON object. Run with
-`tollgate bench pipeline` or `make bench-pipeline`.
+`make bench-pipeline` or `python -m benchmarks pipeline --events 30000 --rate 500`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
-import math
 import os
 import random
 import shutil
@@ -44,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -54,12 +53,19 @@ from typing import IO, Any, TextIO
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from pipeline.devstack.kafka import admin_client
-from pipeline.errors import TollgateError
-from pipeline.producer import UsageProducer
-from pipeline.settings import Settings
-from pipeline.topic_admin import ensure_topics_for
-from pipeline.topics import Topics
+from pipeline.clients.metrics_text import (
+    bucket_deltas,
+    counter,
+    histogram_buckets,
+    histogram_quantile,
+    mean,
+    scrape,
+)
+from pipeline.clients.producer import UsageProducer
+from pipeline.clients.topic_admin import admin_client, ensure_topics_for
+from pipeline.kernel.errors import TollgateError
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.wire import decode_ledger_input
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,44 +90,6 @@ class BenchError(TollgateError):
 
 
 # --- pure figures (tests/unit/test_bench_percentiles.py) ------------------------------------
-
-
-def histogram_quantile(
-    buckets: Sequence[tuple[float, float]], q: float, *, unobserved: float = 0
-) -> float | None:
-    """The `q` quantile from cumulative histogram buckets `(upper bound, count)`, sorted by
-    bound and ending with +Inf, interpolated linearly inside the bucket the rank falls in (as
-    Prometheus's `histogram_quantile`: the first bucket starts at 0, a rank in the +Inf bucket
-    gives the highest finite bound).
-
-    `unobserved` values are known to lie above every observed one (events not processed yet):
-    they count in the rank, and a rank among them gives None. None too for no values at all."""
-    if not 0 <= q <= 1:
-        raise ValueError("q must be from 0 to 1")
-    observed = buckets[-1][1] if buckets else 0.0
-    if observed + unobserved <= 0:
-        return None
-    rank = q * (observed + unobserved)
-    if rank > observed or observed <= 0:
-        return None
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, count in buckets:
-        if count >= rank and count > lower_count:
-            if math.isinf(bound):
-                return lower_bound
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
-                count - lower_count
-            )
-        lower_bound, lower_count = bound, count
-    return lower_bound
-
-
-def bucket_deltas(
-    before: Sequence[tuple[float, float]], after: Sequence[tuple[float, float]]
-) -> list[tuple[float, float]]:
-    """What was observed between two scrapes of the same histogram."""
-    counts = dict(before)
-    return [(bound, count - counts.get(bound, 0.0)) for bound, count in after]
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,41 +479,6 @@ def drain(
     return Drain(window, done, total)
 
 
-Metrics = dict[str, list[tuple[str, dict[str, str], float]]]
-
-
-def scrape(port: int) -> Metrics:
-    """Every sample of the worker's /metrics, by family name."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    return {
-        family.name: [(s.name, s.labels, s.value) for s in family.samples]
-        for family in text_string_to_metric_families(text)
-    }
-
-
-def histogram_buckets(metrics: Metrics, name: str) -> list[tuple[float, float]]:
-    buckets = [
-        (float(labels["le"]), value)
-        for sample, labels, value in metrics.get(name, [])
-        if sample == f"{name}_bucket"
-    ]
-    return sorted(buckets)
-
-
-def mean(metrics: Metrics, histogram: str) -> float | None:
-    count = counter(metrics, f"{histogram}_count")
-    return counter(metrics, f"{histogram}_sum") / count if count else None
-
-
-def counter(metrics: Metrics, name: str) -> float:
-    """The value of the sample `name` summed over its labels (a counter, a histogram's sum)."""
-    family = name.removesuffix("_total").removesuffix("_sum").removesuffix("_count")
-    return float(sum(value for sample, _, value in metrics.get(family, []) if sample == name))
-
-
 @dataclass(frozen=True, slots=True)
 class Latency:
     events: int
@@ -812,3 +745,40 @@ def print_table(result: dict[str, Any], out: IO[str]) -> None:
     print(f"pipeline (intake + worker), {result['partitions']} partitions", file=out)
     for name, figure, note in rows:
         print(f"  {name:<24}{figure:<30}  {note}".rstrip(), file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--subscriptions", type=int, default=1_000)
+    parser.add_argument(
+        "--large-subscriptions",
+        type=int,
+        default=LARGE_SUBSCRIPTIONS,
+        help="subscriptions of the second case (0: skip it)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=5_000, help="events/s sent during the latency phase"
+    )
+    parser.add_argument(
+        "--partitions", type=int, help="partitions of the topics [default: TOLLGATE_PARTITIONS]"
+    )
+    args = parser.parse_args(argv)
+    if min(args.events, args.subscriptions, args.partitions or 1) < 1 or args.rate <= 0:
+        parser.error("--events, --subscriptions, --partitions and --rate must be positive")
+    if args.large_subscriptions < 0:
+        parser.error("--large-subscriptions must be 0 or more")
+    try:
+        run(
+            Settings.from_env(),
+            events=args.events,
+            subscriptions=args.subscriptions,
+            rate=args.rate,
+            partitions=args.partitions,
+            out=sys.stdout,
+            err=sys.stderr,
+            large_subscriptions=args.large_subscriptions,
+        )
+    except TollgateError as exc:
+        sys.exit(f"error: {exc}")
+    return 0

@@ -1,7 +1,7 @@
 """Sink throughput on the local stack: invoices stored per second, webhooks delivered per second.
 
 1. Invoices: N `invoice.created` outputs (the example invoices with fresh ids) are published to
-   a private topic; `sinks.invoice_sink` stores them from a schema of its own. Timed from the
+   a private topic; `sinks.invoices.sink` stores them from a schema of its own. Timed from the
    first stored invoice to the last (the consumer group join is left out).
 2. Webhooks: M outputs go through the intake into the outbox and are POSTed to a local aiohttp
    receiver answering 204, TOLLGATE_WEBHOOK_CONCURRENCY at a time. Timed from the first delivery
@@ -9,7 +9,7 @@
 
 Everything it creates (topics, schema) is removed at the end. Prints figures, then one JSON
 object as its last line. Run with `make bench-sinks` (or
-`python -m benchmarks.bench_sinks --invoices 20000 --webhooks 5000`).
+`python -m benchmarks sinks --invoices 20000 --webhooks 5000`).
 """
 
 from __future__ import annotations
@@ -33,15 +33,16 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
 from pipeline.billing.webhooks import Output
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.replay import replay
-from pipeline.settings import Settings
-from pipeline.topics import Topics
 from pipeline.wire import OutputRecord, encode_output
-from sinks import invoice_sink, webhook_sink
-from sinks.consumer import LoopConfig
-from sinks.db import Database, connect
-from sinks.migrate import migrate
-from sinks.runtime import Activity, wall_clock
+from sinks.common.consumer import LoopConfig
+from sinks.common.db import Database, connect
+from sinks.common.migrate import migrate
+from sinks.common.runtime import Activity, wall_clock
+from sinks.invoices import sink as invoice_sink
+from sinks.webhooks import sink as webhook_sink
 
 TIMELINE = "examples/ai_tokens_recurring.jsonl"
 
@@ -225,7 +226,3 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
     print(json.dumps(figures))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,5 @@
-"""tollgate: usage metering and progressive billing on Kafka."""
+"""tollgate: usage metering and progressive billing on Kafka.
 
-import os as _os
-
-from pipeline import compiled_engine as _compiled_engine
-
-# Before anything imports the billing engine: the compiled one only while it is current.
-ENGINE = _compiled_engine.select(_os.environ.get(_compiled_engine.VARIABLE) or "auto")
+Importing it does nothing: the engine (compiled or sources) is chosen by each entry point,
+`pipeline.tooling.compiled_engine.select`, before anything imports `pipeline.billing`.
+"""

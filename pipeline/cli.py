@@ -20,8 +20,10 @@ from typing import Any
 
 import click
 
-from pipeline.errors import TollgateError
-from pipeline.settings import Settings
+from pipeline.kernel.commands import pass_settings
+from pipeline.kernel.errors import TollgateError
+from pipeline.kernel.settings import Settings
+from pipeline.local.settings import StackSettings
 from sinks.cli import COMMANDS as SINK_COMMANDS
 
 
@@ -33,7 +35,7 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
-pass_settings = click.make_pass_decorator(Settings)
+pass_stack_settings = click.make_pass_decorator(StackSettings)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,40 +45,45 @@ def main(ctx: click.Context) -> None:
 
     Configured through TOLLGATE_* environment variables (docs/configuration.md).
     """
+    from pipeline.tooling import compiled_engine
+
     ctx.obj = Settings.from_env()
+    compiled_engine.select(ctx.obj.engine)  # before any command imports pipeline.billing
 
 
 # Local stack
 
 
 @main.group()
-def dev() -> None:
+@click.pass_context
+def dev(ctx: click.Context) -> None:
     """Local stack without Docker: a Kafka broker and PostgreSQL, in the run folder."""
+    ctx.obj = StackSettings.from_env()  # the settings plus the local stack's own knobs
 
 
 @dev.command("up")
-@pass_settings
-def dev_up(settings: Settings) -> None:
+@pass_stack_settings
+def dev_up(settings: StackSettings) -> None:
     """Start Kafka and PostgreSQL (or reuse running ones) and wait until they answer."""
-    from pipeline import devstack
+    from pipeline.local import devstack
 
     devstack.up(settings, echo=click.echo)
 
 
 @dev.command("down")
-@pass_settings
-def dev_down(settings: Settings) -> None:
+@pass_stack_settings
+def dev_down(settings: StackSettings) -> None:
     """Stop what `dev up` started from this run folder (data is kept)."""
-    from pipeline import devstack
+    from pipeline.local import devstack
 
     devstack.down(settings, echo=click.echo)
 
 
 @dev.command("status")
-@pass_settings
-def dev_status(settings: Settings) -> None:
+@pass_stack_settings
+def dev_status(settings: StackSettings) -> None:
     """Print each service: up or down, address, pid, log."""
-    from pipeline import devstack
+    from pipeline.local import devstack
 
     for service in devstack.status(settings):
         click.echo(service.line())
@@ -84,24 +91,15 @@ def dev_status(settings: Settings) -> None:
 
 
 @dev.command("reset")
-@pass_settings
-def dev_reset(settings: Settings) -> None:
+@pass_stack_settings
+def dev_reset(settings: StackSettings) -> None:
     """Delete topics and consumer groups, worker state and table rows, for a clean run."""
-    from pipeline import devstack
+    from pipeline.local import devstack
 
     devstack.reset(settings, echo=click.echo)
 
 
 # Jobs
-
-
-@main.command()
-@pass_settings
-def smoke(settings: Settings) -> None:
-    """Send one usage event through Kafka into PostgreSQL and print it."""
-    from pipeline import smoke as job
-
-    job.run(settings, echo=click.echo)
 
 
 @main.command()
@@ -169,8 +167,8 @@ def catalog_apply(settings: Settings, file: str, at: str | None, check: bool) ->
     """Validate a catalogue file (YAML or JSON, Lago shapes) whole, then publish it."""
     import os
 
-    from pipeline import catalog_apply as job
-    from pipeline.producer import schema_ids
+    from pipeline.clients import catalog_apply as job
+    from pipeline.clients.producer import schema_ids
 
     ids = schema_ids(os.environ)
     job.run(settings, file, at=at, ids=ids, check_only=check, echo=click.echo)
@@ -200,8 +198,8 @@ def feed(settings: Settings, file: str, rate: str | None, ticks: bool, encoding:
     import os
     import sys
 
-    from pipeline import feed as job
-    from pipeline.producer import schema_ids
+    from pipeline.clients import feed as job
+    from pipeline.clients.producer import schema_ids
 
     ids = schema_ids(os.environ)
     avro = encoding == "avro"
@@ -231,8 +229,8 @@ def outputs(
     import os
     import sys
 
-    from pipeline import outputs as job
-    from pipeline.producer import schema_ids
+    from pipeline.clients import outputs as job
+    from pipeline.clients.producer import schema_ids
 
     job.run(
         settings,
@@ -245,55 +243,7 @@ def outputs(
     )
 
 
-# Benchmarks (from a checkout: benchmarks/ is not part of the installed package)
-
-
-@main.group()
-def bench() -> None:
-    """Benchmarks on the local stack; the last line of each is one JSON object."""
-
-
-@bench.command("pipeline")
-@click.option("--events", type=click.IntRange(min=1), default=200_000, show_default=True)
-@click.option("--subscriptions", type=click.IntRange(min=1), default=1_000, show_default=True)
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=5_000,
-    show_default=True,
-    help="Events/s sent during the latency phase.",
-)
-@click.option(
-    "--partitions",
-    type=click.IntRange(min=1, max=1000),
-    help="Partitions of the benchmark's topics [default: TOLLGATE_PARTITIONS].",
-)
-@pass_settings
-def bench_pipeline(
-    settings: Settings, events: int, subscriptions: int, rate: float, partitions: int | None
-) -> None:
-    """Worker events/s vs its ceiling and Faust alone; p50/p99 latency."""
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "benchmarks").is_dir():
-        raise click.ClickException("`tollgate bench` runs from a checkout (benchmarks/)")
-    sys.path.insert(0, str(root))
-    from benchmarks import bench_pipeline as job
-
-    job.run(
-        settings,
-        events=events,
-        subscriptions=subscriptions,
-        rate=rate,
-        partitions=partitions,
-        out=sys.stdout,
-        err=sys.stderr,
-    )
-
-
-# The billing engine: compiled or from source (pipeline/compiled_engine.py)
+# The billing engine: compiled or from source (pipeline/tooling/compiled_engine.py)
 
 
 @main.group()
@@ -305,7 +255,7 @@ def engine() -> None:
 @click.option("--force", is_flag=True, help="Compile even if the build matches the sources.")
 def engine_build(force: bool) -> None:
     """Compile pipeline/billing in place (needs the dev extra and gcc)."""
-    from pipeline import compiled_engine
+    from pipeline.tooling import compiled_engine
 
     compiled_engine.build(click.echo, force=force)
 
@@ -313,7 +263,7 @@ def engine_build(force: bool) -> None:
 @engine.command("clean")
 def engine_clean() -> None:
     """Remove the compiled modules: the engine runs from its sources."""
-    from pipeline import compiled_engine
+    from pipeline.tooling import compiled_engine
 
     click.echo(f"removed {compiled_engine.clean()} compiled modules")
 
@@ -321,12 +271,15 @@ def engine_clean() -> None:
 @engine.command("status")
 def engine_status() -> None:
     """Which engine loads here, and whether the compiled one matches the sources."""
-    import pipeline
-    from pipeline import compiled_engine
+    from pipeline.tooling import compiled_engine
 
+    try:
+        running = compiled_engine.in_use()
+    except ImportError:  # TOLLGATE_ENGINE=compiled without a current build
+        running = "none"
     click.echo(f"build: {compiled_engine.build_state()}")
     click.echo(f"{compiled_engine.VARIABLE}: {Settings.from_env().engine}")
-    click.echo(f"running: {compiled_engine.in_use() if pipeline.ENGINE != 'none' else 'none'}")
+    click.echo(f"running: {running}")
 
 
 # Sinks: `tollgate db`, `sink`, `webhooks`, `invoices` (sinks/cli.py)
@@ -343,18 +296,18 @@ for _command in SINK_COMMANDS:
     show_default=True,
     help="How long to send demo traffic.",
 )
-@click.option("--subscriptions", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--subscriptions", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option(
     "--rate",
     type=click.FloatRange(min=1),
-    default=300,
+    default=2000,
     show_default=True,
     help="Demo events per second.",
 )
 @pass_settings
 def demo(settings: Settings, seconds: float, subscriptions: int, rate: float) -> None:
     """The whole pipeline live on the local stack (what `make up` runs)."""
-    from pipeline import demo as job
+    from pipeline.local import demo as job
 
     job.run(settings, seconds=seconds, subscriptions=subscriptions, rate=rate, echo=click.echo)
 

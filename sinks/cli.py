@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import click
 
-from pipeline.settings import Settings
+from pipeline.kernel.commands import pass_settings
+from pipeline.kernel.settings import Settings
 from sinks.cli_admin import invoices, webhooks
 
 if TYPE_CHECKING:  # the command bodies import them, to keep `tollgate --help` fast
-    from sinks.consumer import LoopConfig
-    from sinks.db import Database
-    from sinks.runtime import Activity
+    from sinks.common.consumer import LoopConfig
+    from sinks.common.db import Database
+    from sinks.common.runtime import Activity
 
-pass_settings = click.make_pass_decorator(Settings)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -37,7 +37,7 @@ def db() -> None:
 @pass_settings
 def db_migrate(settings: Settings) -> None:
     """Apply the migrations not applied yet (idempotent), printing each one."""
-    from sinks.migrate import migrate
+    from sinks.common.migrate import migrate
 
     migrate(settings.database_url, settings.database_schema, echo=click.echo)
 
@@ -74,8 +74,8 @@ def sink() -> None:
 @pass_settings
 def sink_invoices(settings: Settings, /, **options: Any) -> None:
     """Store invoice.created and credit_note.created outputs in PostgreSQL."""
-    from sinks import invoice_sink
-    from sinks.runtime import wall_clock
+    from sinks.common.runtime import wall_clock
+    from sinks.invoices import sink as invoice_sink
 
     started = _start(settings, options, "invoices")
     try:
@@ -105,8 +105,8 @@ def sink_invoices(settings: Settings, /, **options: Any) -> None:
 @pass_settings
 def sink_webhooks(settings: Settings, /, intake: bool, delivery: bool, **options: Any) -> None:
     """Queue each output for every matching endpoint, and deliver them signed, with retries."""
-    from sinks import webhook_sink
-    from sinks.runtime import wall_clock
+    from sinks.common.runtime import wall_clock
+    from sinks.webhooks import sink as webhook_sink
 
     if not (intake or delivery):
         raise click.UsageError("--no-intake and --no-delivery leave nothing to do")
@@ -144,12 +144,12 @@ class _Started(NamedTuple):
 
 def _start(settings: Settings, options: dict[str, Any], sink_name: str) -> _Started:
     """Logging, signals, metrics; refuses to run on a schema with migrations pending."""
-    from pipeline.topics import Topics
-    from sinks import runtime
-    from sinks.consumer import LoopConfig
-    from sinks.db import Database
-    from sinks.health import database_answers, serve_sink_health
-    from sinks.migrate import MigrationError, applied, available
+    from pipeline.kernel.topics import Topics
+    from sinks.common import runtime
+    from sinks.common.consumer import LoopConfig
+    from sinks.common.db import Database
+    from sinks.common.health import database_answers, serve_sink_health
+    from sinks.common.migrate import MigrationError, applied, available
 
     runtime.configure_logging()
     stop = threading.Event()

@@ -1,5 +1,5 @@
 """`tollgate webhooks ...` and `tollgate invoices ...`: parsing and wiring only (the queries
-are in sinks/webhook_admin.py and sinks/invoice_queries.py, the tables in sinks/render.py)."""
+are in sinks/webhooks/admin.py and sinks/invoices/queries.py, the tables in sinks/render.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from typing import Any
 
 import click
 
-from pipeline.settings import Settings
-
-pass_settings = click.make_pass_decorator(Settings)
-
+from pipeline.kernel.commands import pass_settings
+from pipeline.kernel.settings import Settings
 
 # Webhook endpoints and deliveries
 
@@ -31,8 +29,8 @@ def webhooks_add(settings: Settings, url: str, events: str | None, lago_signatur
     """Register an endpoint; prints its id and its signing secret."""
     import secrets
 
-    from sinks import webhook_admin
-    from sinks.signing import SECRET_BYTES, new_secret
+    from sinks.webhooks import admin as webhook_admin
+    from sinks.webhooks.signing import SECRET_BYTES, new_secret
 
     types = webhook_admin.parse_event_types(events)
     secret = new_secret(secrets.token_bytes(SECRET_BYTES))
@@ -50,7 +48,8 @@ def webhooks_add(settings: Settings, url: str, events: str | None, lago_signatur
 @pass_settings
 def webhooks_list(settings: Settings) -> None:
     """Every endpoint with its delivery counts."""
-    from sinks import render, webhook_admin
+    from sinks import render
+    from sinks.webhooks import admin as webhook_admin
 
     with _connect(settings) as conn:
         click.echo(render.endpoints_table(webhook_admin.list_endpoints(conn)))
@@ -62,7 +61,8 @@ def webhooks_list(settings: Settings) -> None:
 @pass_settings
 def webhooks_deliveries(settings: Settings, failed: bool, limit: int) -> None:
     """The latest deliveries, newest first."""
-    from sinks import render, webhook_admin
+    from sinks import render
+    from sinks.webhooks import admin as webhook_admin
 
     with _connect(settings) as conn:
         rows = webhook_admin.list_deliveries(conn, failed_only=failed, limit=limit)
@@ -75,8 +75,8 @@ def webhooks_deliveries(settings: Settings, failed: bool, limit: int) -> None:
 @pass_settings
 def webhooks_retry(settings: Settings, delivery_id: int | None, all_failed: bool) -> None:
     """Make a delivery (or every failed one) pending and due now."""
-    from sinks import webhook_admin
-    from sinks.runtime import wall_clock
+    from sinks.common.runtime import wall_clock
+    from sinks.webhooks import admin as webhook_admin
 
     if (delivery_id is None) == (not all_failed):
         raise click.UsageError("give a delivery ID or --all-failed (not both)")
@@ -95,9 +95,9 @@ def webhooks_rotate_secret(settings: Settings, endpoint_id: int) -> None:
     """Give an endpoint a new secret; prints it. The old one also signs for 24 hours."""
     import secrets
 
-    from sinks import webhook_admin
-    from sinks.runtime import wall_clock
-    from sinks.signing import SECRET_BYTES, new_secret
+    from sinks.common.runtime import wall_clock
+    from sinks.webhooks import admin as webhook_admin
+    from sinks.webhooks.signing import SECRET_BYTES, new_secret
 
     secret = new_secret(secrets.token_bytes(SECRET_BYTES))
     with _connect(settings) as conn:
@@ -110,7 +110,7 @@ def webhooks_rotate_secret(settings: Settings, endpoint_id: int) -> None:
 @pass_settings
 def webhooks_remove(settings: Settings, endpoint_id: int) -> None:
     """Delete an endpoint and its deliveries: nothing more is sent to it."""
-    from sinks import webhook_admin
+    from sinks.webhooks import admin as webhook_admin
 
     with _connect(settings) as conn:
         url, deliveries = webhook_admin.remove_endpoint(conn, endpoint_id)
@@ -125,8 +125,8 @@ def webhooks_prune(settings: Settings, older_than_days: float) -> None:
     """Delete old delivered deliveries from the outbox (pending and failed ones stay)."""
     from datetime import timedelta
 
-    from sinks import webhook_admin
-    from sinks.runtime import wall_clock
+    from sinks.common.runtime import wall_clock
+    from sinks.webhooks import admin as webhook_admin
 
     before = wall_clock() - timedelta(days=older_than_days)
     with _connect(settings) as conn:
@@ -154,7 +154,7 @@ def invoices_list(
 ) -> None:
     """The latest invoices, newest first."""
     from sinks import render
-    from sinks.invoice_queries import list_invoices
+    from sinks.invoices.queries import list_invoices
 
     with _connect(settings) as conn:
         found = list_invoices(conn, customer=customer, subscription=subscription, limit=limit)
@@ -172,7 +172,7 @@ def invoices_list(
 def invoices_show(settings: Settings, number_or_id: str, as_json: bool) -> None:
     """One invoice by number or lago_id: totals, fees, thresholds, credit notes."""
     from sinks import render
-    from sinks.invoice_queries import find_invoices
+    from sinks.invoices.queries import find_invoices
 
     with _connect(settings) as conn:
         found = find_invoices(conn, number_or_id)
@@ -186,6 +186,6 @@ def invoices_show(settings: Settings, number_or_id: str, as_json: bool) -> None:
 
 
 def _connect(settings: Settings) -> Any:
-    from sinks.db import connect
+    from sinks.common.db import connect
 
     return connect(settings.database_url, settings.database_schema, autocommit=True)

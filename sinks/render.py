@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sinks.invoice_queries import InvoiceDetail, InvoiceSummary
-from sinks.webhook_admin import Delivery, Endpoint
+from sinks.invoices.queries import InvoiceDetail, InvoiceSummary
+from sinks.webhooks.admin import Delivery, Endpoint
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -17,10 +17,17 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
-from pipeline.settings import Settings
+from pipeline.clients.topic_admin import admin_client
+from pipeline.kernel.settings import Settings
+from pipeline.tooling import compiled_engine
 
 _START_HINT = "start the local stack with `make up` (or `tollgate dev up`)"
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The engine TOLLGATE_ENGINE asks for, chosen before any test module imports it."""
+    compiled_engine.select_from_env()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -36,13 +43,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def kafka_admin(settings: Settings) -> AdminClient:
-    admin = AdminClient(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "log_level": 0,
-            "socket.connection.setup.timeout.ms": 2000,
-        }
-    )
+    admin = admin_client(settings.kafka_bootstrap)
     problem = ""
     try:
         if not admin.list_topics(timeout=10).brokers:

@@ -166,6 +166,48 @@ class Catalog:
         self.customers[customer.external_id] = customer
 
 
+# -- the one way in ----------------------------------------------------------------------------
+
+Defined = BillableMetric | Plan | Customer | SubscriptionDefinition
+
+
+def apply_definition(
+    catalog: Catalog, kind: str, payload: object, now: datetime | None = None
+) -> tuple[Defined, Defined | None]:
+    """Parse a definition of any kind (spec §1) and apply it to `catalog`: the only way a
+    definition enters a catalogue (the ledger, `catalog apply`, the catalogue-file check, a
+    restored state). Returns the definition and the one of the same key it replaced (None when
+    new; a plan equal to the one held leaves it in place). A customer keeps the `defined_at` of
+    the one it replaces, else `now`. A subscription is checked against the plans and returned
+    for its holder to start: the catalogue holds no subscriptions. Raises `DefinitionError`
+    and leaves `catalog` unchanged."""
+    if kind == "billable_metric":
+        metric = parse_metric(payload)
+        old_metric = catalog.metrics.get(metric.code)
+        catalog.define_metric(metric)
+        return metric, old_metric
+    if kind == "plan":
+        plan = parse_plan(payload, catalog.metrics)
+        old_plan = catalog.plans.get(plan.code)
+        if plan != old_plan:  # an equal plan changes nothing: the one held stays, source and all
+            catalog.define_plan(plan)
+        return plan, old_plan
+    if kind == "customer":
+        key = text_id(payload.get("external_id")) if isinstance(payload, Mapping) else None
+        known = catalog.customers.get(key or "")
+        customer = parse_customer(payload, known.defined_at if known else now)
+        catalog.define_customer(customer)
+        return customer, known
+    if kind == "subscription":
+        definition = parse_subscription(payload)
+        if definition.plan_code not in catalog.plans:
+            raise DefinitionError(
+                f"subscription {definition.external_id!r}: unknown plan {definition.plan_code!r}"
+            )
+        return definition, None
+    raise DefinitionError(f"unknown record type {kind!r}")
+
+
 # -- parsing -----------------------------------------------------------------------------------
 
 

@@ -191,35 +191,22 @@ class Ledger:
             )
 
     def _apply_definition(self, record: Record, ctx: StepContext) -> None:
-        kind, payload = record.kind, record.payload
-        if kind == "billable_metric":
-            metric = defs.parse_metric(payload)
-            self.catalog.define_metric(metric)
-            ctx.defined.add((kind, metric.code))
-        elif kind == "plan":
-            self._apply_plan(defs.parse_plan(payload, self.catalog.metrics), ctx)
-        elif kind == "customer":
-            self._apply_customer(payload, ctx)
-        elif kind == "subscription":
-            self._apply_subscription(defs.parse_subscription(payload), ctx)
-        elif kind == "terminate_subscription":
-            self._apply_termination(payload, ctx)
+        if record.kind == "terminate_subscription":
+            self._apply_termination(record.payload, ctx)
+            return
+        new, old = defs.apply_definition(self.catalog, record.kind, record.payload, ctx.now)
+        if isinstance(new, defs.SubscriptionDefinition):
+            self._apply_subscription(new, ctx)
+        elif isinstance(new, defs.Plan):
+            self._apply_plan(new, old if isinstance(old, defs.Plan) else None, ctx)
+        elif isinstance(new, defs.BillableMetric):
+            ctx.defined.add(("billable_metric", new.code))
         else:
-            raise DefinitionError(f"unknown record type {kind!r}")
+            ctx.defined.add(("customer", new.external_id))
 
-    def _apply_customer(self, payload: object, ctx: StepContext) -> None:
-        external_id = _text_id(payload.get("external_id") if isinstance(payload, dict) else None)
-        known = self.catalog.customers.get(external_id or "")
-        defined_at = known.defined_at if known else ctx.now
-        customer = defs.parse_customer(payload, defined_at)
-        self.catalog.define_customer(customer)
-        ctx.defined.add(("customer", customer.external_id))
-
-    def _apply_plan(self, plan: defs.Plan, ctx: StepContext) -> None:
-        old = self.catalog.plans.get(plan.code)
+    def _apply_plan(self, plan: defs.Plan, old: defs.Plan | None, ctx: StepContext) -> None:
         if old == plan:
             return
-        self.catalog.define_plan(plan)
         ctx.defined.add(("plan", plan.code))
         if old is None:
             return
@@ -240,10 +227,6 @@ class Ledger:
     def _apply_subscription(
         self, definition: defs.SubscriptionDefinition, ctx: StepContext
     ) -> None:
-        if definition.plan_code not in self.catalog.plans:
-            raise DefinitionError(
-                f"subscription {definition.external_id!r}: unknown plan {definition.plan_code!r}"
-            )
         sub = self.subscriptions.get(definition.external_id)
         if sub is not None and sub.status in (PENDING, ACTIVE):
             self._update_subscription(sub, definition, ctx)

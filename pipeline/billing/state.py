@@ -19,9 +19,7 @@ from pipeline.billing.catalog import (
     SubscriptionDefinition,
     Thresholds,
     UsageThreshold,
-    parse_customer,
-    parse_metric,
-    parse_plan,
+    apply_definition,
 )
 from pipeline.billing.invoices import ProgressiveRef
 from pipeline.billing.periods import Period
@@ -217,12 +215,10 @@ def load_catalog(definitions: Iterable[bytes]) -> Catalog:
         document = _document(data, "catalog definition")
         by_kind[document["kind"]].append(document)
     catalog = Catalog()
-    for document in by_kind["billable_metric"]:
-        catalog.define_metric(parse_metric(document["source"]))
-    for document in by_kind["plan"]:
-        catalog.define_plan(parse_plan(document["source"], catalog.metrics))
-    for document in by_kind["customer"]:
-        catalog.define_customer(parse_customer(document["source"], _instant(document["at"])))
+    for kind in DEFINITION_KINDS:
+        for document in by_kind[kind]:
+            at = _instant(document["at"]) if kind == "customer" else None
+            apply_definition(catalog, kind, document["source"], at)
     return catalog
 
 

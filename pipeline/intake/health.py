@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.health import Health, serve_or_report
+from prometheus_client import make_wsgi_app
+
 from pipeline.intake.stage import Intake
-from pipeline.settings import Settings
+from pipeline.kernel.health import Health, serve_or_report
+from pipeline.kernel.settings import Settings
 
 LOOP_STALL_SECONDS = 120.0
 
@@ -35,4 +37,5 @@ def intake_health(intake: Intake) -> Health:
 
 def serve_intake_health(intake: Intake, settings: Settings, echo: Callable[[str], None]) -> None:
     """`/metrics`, `/healthz`, `/readyz` on TOLLGATE_METRICS_HOST:PORT."""
-    serve_or_report(intake_health(intake), settings.metrics_host, settings.metrics_port, echo)
+    health = intake_health(intake)
+    serve_or_report(health, make_wsgi_app(), settings.metrics_host, settings.metrics_port, echo)

@@ -6,12 +6,12 @@ import os
 import socket
 from collections.abc import Callable
 
+from pipeline.clients.topic_admin import batch_message_bytes, ensure_topics_for
 from pipeline.intake.health import serve_intake_health
 from pipeline.intake.packer import Bounds
 from pipeline.intake.stage import Intake, IntakeConfig
-from pipeline.settings import Settings
-from pipeline.topic_admin import batch_message_bytes, ensure_topics_for
-from pipeline.topics import Topics
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.wire import schema_ids_from_env
 
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from pipeline.errors import TollgateError
 from pipeline.intake import metrics
 from pipeline.intake.packer import Bounds, PackedBatch, Packer
+from pipeline.kernel.errors import TollgateError
 from pipeline.wire import SchemaIds, encode_framed_batch
 
 log = logging.getLogger(__name__)

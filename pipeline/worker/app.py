@@ -25,9 +25,9 @@ from faust.streams import _current_event  # where Faust looks for the event a ta
 from faust.types import TP
 
 from pipeline.billing.context import EngineSettings
-from pipeline.settings import Settings
-from pipeline.topic_admin import HEADROOM, batch_message_bytes
-from pipeline.topics import Topics
+from pipeline.clients.topic_admin import HEADROOM, batch_message_bytes
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.wire import decode_usage_batch, encode_tick, schema_ids_from_env
 from pipeline.worker import metrics
 from pipeline.worker.delivery import AckedProducer, Outgoing
@@ -106,17 +106,23 @@ def build_app(
     )
     ids = schema_ids_from_env(environ or {})
     batch_bytes = batch_message_bytes(settings.intake_batch_bytes, settings.max_message_bytes)
-    producer = AckedProducer(
-        settings.kafka_bootstrap,
-        client_id=f"{app.conf.broker_client_id}-producer",
-        max_message_bytes=max(batch_bytes, settings.max_message_bytes + 2 * HEADROOM),
-    )
+
+    def acked_producer(role: str) -> AckedProducer:
+        return AckedProducer(
+            settings.kafka_bootstrap,
+            client_id=f"{app.conf.broker_client_id}-{role}",
+            max_message_bytes=max(batch_bytes, settings.max_message_bytes + 2 * HEADROOM),
+        )
+
+    # Two producers, so that a flush being written never holds up a batch's outputs.
+    producer, changelog = acked_producer("outputs"), acked_producer("changelog")
     runner = Runner(
         engine_settings(settings),
         Destinations(topics.outputs, topics.dead_letters, table.changelog_topic.get_topic_name()),
         ids,
         settings.max_message_bytes,
         producer,
+        changelog,
     )
     access = TableAccess(
         lambda key: table.get(key.encode()), _scanner(table), _storer(table, app.conf.id)
@@ -131,18 +137,17 @@ def build_app(
         async for event in manual.events():
             message = event.message
             batch = decode_usage_batch(message.value, ids=ids, max_bytes=batch_bytes)
-            async with flusher.lock:
-                with _writing_for(event):  # a partition restored from the table reads it
-                    await runner.process(message.partition, batch, access)
-                flusher.hold(manual, event)
+            with _writing_for(event):  # a partition restored from the table reads it
+                runner.process(message.partition, batch, access)
+            flusher.hold(manual, event)
             _record_lag(app, event)
             watch.applied(message.partition, message.offset, time.monotonic())
-            await flusher.flush_if_due()
+            flusher.flush_if_due()
 
     @app.timer(interval=max(settings.worker_flush_interval / 4, 0.05))  # type: ignore[misc]
     async def flush_on_time() -> None:
         """Quiet partitions' changes are stored too (and a rebalance waits for these acks)."""
-        await flusher.flush_if_due()
+        flusher.flush_if_due()
 
     @app.agent(subscriptions, concurrency=1)
     async def forward_subscriptions(stream: faust.StreamT[bytes]) -> None:
@@ -179,40 +184,42 @@ def build_app(
 class Flusher:
     """When changed state is written, and the acknowledgement of the batches it covers.
 
-    The agent and the timer take `lock` around applying and flushing, so a flush never sees
-    half a batch. A failed flush leaves the books believing they stored what they did not:
-    the process ends (state never runs ahead of what the changelog holds)."""
+    Applying a batch and staging a flush are both synchronous, so a flush never sees half a
+    batch; the writing runs in a task of its own while the agent applies the next batches, one
+    flush at a time, in order. A failed write leaves the books believing they stored what they
+    did not: the process ends (state never runs ahead of the changelog)."""
 
     def __init__(self, runner: Runner, access: TableAccess, interval: float, max_dirty: int):
         self.runner, self.access = runner, access
         self.interval, self.max_dirty = interval, max_dirty
-        self.lock = asyncio.Lock()
         self._held: list[tuple[Any, Any]] = []  # (stream, event) applied, not yet stored
         self._since = 0.0  # when the oldest held batch was applied
+        self._writing: asyncio.Task[None] | None = None
 
     def hold(self, stream: Any, event: Any) -> None:
         if not self._held:
             self._since = time.monotonic()
         self._held.append((stream, event))
 
-    async def flush_if_due(self) -> None:
-        if not self._held:
+    def flush_if_due(self) -> None:
+        """Start a flush when one is due and none is being written."""
+        if not self._held or (self._writing is not None and not self._writing.done()):
             return
         due = time.monotonic() - self._since >= self.interval
-        if not due and self.runner.dirty < self.max_dirty:
-            return
-        async with self.lock:
-            if not self._held:
-                return
-            try:
-                await self.runner.flush(self.access)
-            except BaseException:
-                log.critical("writing state failed: exiting for a restart", exc_info=True)
-                sys.stderr.flush()
-                os._exit(EXIT_FLUSH_FAILED)
+        if due or self.runner.dirty >= self.max_dirty:
+            self._writing = asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            staged = self.runner.stage()
             held, self._held = self._held, []
+            await self.runner.write(staged, self.access)
             for stream, event in held:
                 await stream.ack(event)
+        except BaseException:
+            log.critical("writing state failed: exiting for a restart", exc_info=True)
+            sys.stderr.flush()
+            os._exit(EXIT_FLUSH_FAILED)
 
 
 def _scanner(table: Any) -> Any:

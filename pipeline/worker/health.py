@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.health import Health, serve_or_report
-from pipeline.settings import Settings
+from prometheus_client import make_wsgi_app
+
+from pipeline.kernel.health import Health, serve_or_report
+from pipeline.kernel.settings import Settings
 
 BEAT_INTERVAL = 1.0
 LOOP_STALL_SECONDS = 120.0
@@ -52,4 +54,5 @@ def _consuming(app: Any) -> Callable[[], str | None]:
 
 def serve_worker_health(app: Any, settings: Settings, echo: Callable[[str], None]) -> None:
     """`/metrics`, `/healthz`, `/readyz` on TOLLGATE_METRICS_HOST:PORT."""
-    serve_or_report(worker_health(app), settings.metrics_host, settings.metrics_port, echo)
+    health = worker_health(app)
+    serve_or_report(health, make_wsgi_app(), settings.metrics_host, settings.metrics_port, echo)

@@ -35,7 +35,7 @@ from pipeline.billing.state import (
     load_subscription,
 )
 from pipeline.billing.webhooks import Output
-from pipeline.errors import TollgateError
+from pipeline.kernel.errors import TollgateError
 from pipeline.wire import SchemaIds
 from pipeline.worker.records import InputMessage, decode_message
 

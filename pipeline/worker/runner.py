@@ -3,6 +3,8 @@ broker; write changed state at most once per flush interval (see partition.py fo
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +24,7 @@ from pipeline.wire import (
 from pipeline.wire.jsontext import dumps
 from pipeline.worker import metrics
 from pipeline.worker.delivery import AckedProducer, Outgoing
-from pipeline.worker.partition import Applied, PartitionBook
+from pipeline.worker.partition import Applied, Flush, PartitionBook
 from pipeline.worker.records import InputMessage
 
 # A dead letter repeats at most this much of the original message (the rest is counted).
@@ -55,12 +57,14 @@ class Runner:
         ids: SchemaIds,
         max_bytes: int,
         producer: AckedProducer,
+        changelog: AckedProducer,
     ) -> None:
         self.engine = engine
         self.destinations = destinations
         self.ids = ids
         self.max_bytes = max_bytes
-        self.producer = producer
+        self.producer = producer  # outputs and dead letters
+        self.changelog = changelog  # state
         self.books: dict[int, PartitionBook] = {}
 
     def forget(self) -> None:
@@ -72,14 +76,16 @@ class Runner:
         if book is None:
             book = PartitionBook.restore(partition, table.read, table.scan, self.engine)
             self.books[partition] = book
+            gc.freeze()  # what was restored lives long: out of the collector's scans
         return book
 
     @property
     def dirty(self) -> int:
         return sum(book.dirty for book in self.books.values())
 
-    async def process(self, partition: int, batch: UsageBatch, table: TableAccess) -> Applied:
-        """Apply one usage batch and send what it produced; nothing is stored yet."""
+    def process(self, partition: int, batch: UsageBatch, table: TableAccess) -> Applied:
+        """Apply one usage batch and send what it produced (acknowledged before any state
+        that depends on it is written: `write` drains the producer first)."""
         book = self.book(partition, table)
         book.check_continuity(batch.from_offset)
         topic, source = batch.source_topic, batch.source_partition
@@ -90,30 +96,43 @@ class Runner:
         applied = book.apply(messages, self.ids, self.max_bytes)
         outgoing = [self._output(o, applied) for o in applied.outputs]
         outgoing += [self._dead_letter(r, m) for r, m in applied.rejections]
-        await self.producer.send_all(outgoing)
+        sent = self.producer.send(outgoing)
+        timestamps = [m.timestamp_ms for m in messages]
+        sent.add_done_callback(lambda done: _observe_latency(done, timestamps))
         _count(applied, messages)
         metrics.APPLIED_OFFSET.labels(str(source)).set(book.head_offset)
         return applied
 
-    async def flush(self, table: TableAccess) -> int:
-        """Store every partition's changes, phase by phase (partition.py); the records written."""
-        written = 0
-        started = time.monotonic()
+    def stage(self) -> list[tuple[int, Flush]]:
+        """Every partition's writes since the last flush (partition.py); the books count them
+        as stored from here on, so `write` must carry them out or the process must end."""
+        staged = []
         for partition, book in sorted(self.books.items()):
             flush = book.flush()
-            if flush is None:
-                continue
-            for phase in flush.phases:
-                records = [
-                    Outgoing(self.destinations.changelog, key.encode(), value, partition)
-                    for key, value in phase
-                ]
-                offsets = await self.producer.send_all(records)
-                table.store(
-                    partition, [(k, v, o) for (k, v), o in zip(phase, offsets, strict=True)]
-                )
-            written += flush.writes
-            metrics.STATES_WRITTEN.inc(flush.states)
+            if flush is not None:
+                staged.append((partition, flush))
+        return staged
+
+    async def write(self, staged: list[tuple[int, Flush]], table: TableAccess) -> int:
+        """Write staged flushes phase by phase — every partition's phase 1, acknowledged, then
+        every phase 2, then every head — and apply each acknowledged record to the local store.
+        First, every output sent so far must be acknowledged: state never runs ahead of the
+        outputs it produced. Returns the records written."""
+        started = time.monotonic()
+        await self.producer.drain()
+        depth = max((len(flush.phases) for _, flush in staged), default=0)
+        for index in range(depth):
+            parts = [(p, f.phases[index]) for p, f in staged if index < len(f.phases)]
+            records = [
+                Outgoing(self.destinations.changelog, key.encode(), value, partition)
+                for partition, phase in parts
+                for key, value in phase
+            ]
+            offsets = iter(await self.changelog.send_all(records))
+            for partition, phase in parts:
+                table.store(partition, [(k, v, next(offsets)) for k, v in phase])
+        written = sum(flush.writes for _, flush in staged)
+        metrics.STATES_WRITTEN.inc(sum(flush.states for _, flush in staged))
         metrics.CHANGELOG_WRITES.inc(written)
         metrics.FLUSH_SECONDS.observe(time.monotonic() - started)
         metrics.FLUSH_RECORDS.observe(written)
@@ -171,7 +190,13 @@ def _count(applied: Applied, messages: Sequence[InputMessage]) -> None:
     for output in applied.outputs:
         if output.webhook_type == "invoice.created":
             metrics.INVOICES.labels(output.body["invoice"]["invoice_type"]).inc()
+
+
+def _observe_latency(sent: asyncio.Future[list[int]], timestamps: list[int]) -> None:
+    """Record timestamp → outputs acknowledged, for each message of a batch."""
+    if sent.cancelled() or sent.exception() is not None:
+        return  # the next flush's drain raises it and ends the process
     now_ms = time.time() * 1000
     observe = metrics.LATENCY.observe
-    for message in messages:
-        observe(max(now_ms - message.timestamp_ms, 0.0) / 1000)
+    for timestamp_ms in timestamps:
+        observe(max(now_ms - timestamp_ms, 0.0) / 1000)

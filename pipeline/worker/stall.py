@@ -73,7 +73,7 @@ class StallWatch:
 
 
 class BrokerView:
-    """What the broker says of this worker: the usage-events partitions its group gave to the
+    """What the broker says of this worker: the usage-batches partitions its group gave to the
     member with `client_id`, their end offsets and committed offsets. Asked directly, because a
     stuck Faust consumer can hold a stale picture of its own assignment and high watermarks."""
 

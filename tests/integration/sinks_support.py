@@ -23,12 +23,12 @@ from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.billing.webhooks import Output
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.replay import replay
-from pipeline.settings import Settings
-from pipeline.topics import Topics
 from pipeline.wire import OutputRecord, encode_output
-from sinks.db import connect
-from sinks.migrate import migrate
+from sinks.common.db import connect
+from sinks.common.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.devstack.kafka import Kafka
-from pipeline.feed import Feeder, feed
-from pipeline.settings import Settings
+from pipeline.clients.feed import Feeder, feed
+from pipeline.kernel.settings import Settings
+from pipeline.local.devstack.kafka import Kafka
+from pipeline.local.settings import StackSettings
 from pipeline.wire import dumps
 from tests.integration.test_worker import replayed, wait_caught_up
 from tests.integration.timelines import busy_timeline
@@ -41,12 +42,13 @@ class OwnBroker:
 
     def __init__(self, base: Settings, run_dir: Path) -> None:
         env = {
+            **os.environ,  # the local stack's own knobs (cache, Kafka version), as set
             **base.as_env(),
             "TOLLGATE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
             "TOLLGATE_KAFKA_CONTROLLER_PORT": str(free_port()),
             "TOLLGATE_RUN_DIR": str(run_dir),
         }
-        self.settings = Settings.from_env(env)
+        self.settings = StackSettings.from_env(env)
         self.kills = 0
 
     def start(self) -> None:

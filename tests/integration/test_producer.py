@@ -26,11 +26,11 @@ from pipeline.billing.engine import Ledger, Record
 from pipeline.billing.timestamps import EPOCH
 from pipeline.billing.webhooks import Output
 from pipeline.cli import main
-from pipeline.outputs import read_outputs
-from pipeline.producer import ProduceError, UsageProducer, ensure_topics, timestamp_ms
+from pipeline.clients.outputs import read_outputs
+from pipeline.clients.producer import ProduceError, UsageProducer, ensure_topics, timestamp_ms
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.replay import Problem, parse_record, replay
-from pipeline.settings import Settings
-from pipeline.topics import Topics
 from pipeline.wire import (
     CatalogRecord,
     OutputRecord,
@@ -363,11 +363,19 @@ def test_ensure_topics_is_idempotent_and_configures_each_topic(
     again = ensure_topics(kafka_admin, lane.topics, PARTITIONS)
 
     t = lane.topics
-    names = [t.usage_events, t.subscriptions, t.catalog, t.outputs, t.dead_letters]
+    names = [
+        t.usage_events,
+        t.usage_batches,
+        t.subscriptions,
+        t.catalog,
+        t.outputs,
+        t.dead_letters,
+    ]
     assert sorted(created) == sorted(names) and again == []
     metadata = kafka_admin.list_topics(timeout=10).topics
     assert {name: len(metadata[name].partitions) for name in names} == {
         t.usage_events: PARTITIONS,
+        t.usage_batches: PARTITIONS,
         t.subscriptions: PARTITIONS,
         t.catalog: 1,
         t.outputs: PARTITIONS,

@@ -30,16 +30,16 @@ import yaml
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from pipeline.demo import publish_catalog, send_traffic
-from pipeline.demo_receiver import Receiver
-from pipeline.health import LIVENESS_PATH, READINESS_PATH
-from pipeline.settings import Settings
-from pipeline.topic_admin import ensure_topics_for
-from pipeline.topics import Topics
-from sinks.db import connect
-from sinks.migrate import migrate
-from sinks.signing import new_secret
-from sinks.webhook_admin import add_endpoint
+from pipeline.clients.topic_admin import ensure_topics_for
+from pipeline.kernel.health import LIVENESS_PATH, READINESS_PATH
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
+from pipeline.local.demo import publish_catalog, send_traffic
+from pipeline.local.demo_receiver import Receiver
+from sinks.common.db import connect
+from sinks.common.migrate import migrate
+from sinks.webhooks.admin import add_endpoint
+from sinks.webhooks.signing import new_secret
 from tests.integration import dashboard_figure
 from tests.integration.prometheus_server import ALERTS, ROOT, Prometheus, free_port
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from pipeline.devstack.postgres import Postgres, find_bindir
-from pipeline.settings import Settings
+from pipeline.kernel.settings import Settings
+from pipeline.local.devstack.postgres import Postgres, find_bindir
+from pipeline.local.settings import StackSettings
 from pipeline.wire import OutputRecord, decode_dead_letter, loads
 from tests.integration.sinks_support import (
     Slice,
@@ -155,7 +156,7 @@ def test_the_sinks_ride_out_a_postgresql_restart(
     stack_slice: Slice, settings: Settings, receiver: Receiver
 ) -> None:
     stack = stack_slice
-    postgres = Postgres(settings)
+    postgres = Postgres(StackSettings.from_env())
     bindir = find_bindir()
     if postgres.managed_pid() is None or bindir is None:
         pytest.skip("PostgreSQL was not started by `tollgate dev up` from this run folder")

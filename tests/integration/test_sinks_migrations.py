@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from pipeline.settings import Settings
-from sinks.db import connect
-from sinks.migrate import available
+from pipeline.kernel.settings import Settings
+from sinks.common.db import connect
+from sinks.common.migrate import available
 from tests.integration.sinks_support import TOLLGATE
 
 pytestmark = pytest.mark.integration

@@ -11,11 +11,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from pipeline.feed import Feeder, feed
+from pipeline.clients.feed import Feeder, feed
+from pipeline.kernel.settings import Settings
 from pipeline.replay import Problem, replay
-from pipeline.settings import Settings
 from pipeline.wire import (
     OutputRecord,
     decode_dead_letter,
@@ -59,7 +59,8 @@ def wait_caught_up(deployment: Deployment, timeout: float = 120.0) -> None:
 
 
 def committed_behind(settings: Settings, group: str, topic: str) -> int:
-    """Messages of `topic` that `group` has not committed yet."""
+    """Messages of `topic` that `group` has not committed yet (1 when the broker cannot say
+    yet, e.g. its group coordinator is still loading after a restart)."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
@@ -68,6 +69,8 @@ def committed_behind(settings: Settings, group: str, topic: str) -> int:
             _, high = consumer.get_watermark_offsets(tp, timeout=10)
             behind += high - max(tp.offset, 0)
         return behind
+    except KafkaException:
+        return 1
     finally:
         consumer.close()
 

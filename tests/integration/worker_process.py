@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline.outputs import read_outputs
-from pipeline.producer import UsageProducer
-from pipeline.settings import Settings
-from pipeline.topic_admin import ensure_topics_for
-from pipeline.topics import Topics
+from pipeline.clients.outputs import read_outputs
+from pipeline.clients.producer import UsageProducer
+from pipeline.clients.topic_admin import ensure_topics_for
+from pipeline.kernel.settings import Settings
+from pipeline.kernel.topics import Topics
 from pipeline.wire import OutputRecord
 from pipeline.worker.stall import EXIT_STALLED
 

@@ -1,4 +1,4 @@
-"""The figures `tollgate bench pipeline` computes: quantiles from histogram buckets, and the
+"""The figures `python -m benchmarks pipeline` computes: quantiles from histogram buckets, and the
 sustained rate from committed offsets sampled over time."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from benchmarks.bench_pipeline import Sample, bucket_deltas, histogram_quantile, middle_window
+from benchmarks.bench_pipeline import Sample, middle_window
+from pipeline.clients.metrics_text import bucket_deltas, histogram_quantile
 
 INF = math.inf
 BUCKETS = [(0.01, 10.0), (0.05, 60.0), (0.1, 90.0), (0.5, 100.0), (INF, 100.0)]

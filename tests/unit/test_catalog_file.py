@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.billing.catalog import Catalog, parse_metric
-from pipeline.catalog_file import (
+from pipeline.cli import main
+from pipeline.clients.catalog_file import (
     CatalogFileError,
     load_catalog_file,
     parse_catalog_text,
     validate_definitions,
 )
-from pipeline.cli import main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "catalog.yaml"
 

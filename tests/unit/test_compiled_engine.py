@@ -1,8 +1,9 @@
 """The compiled engine (`make engine`) bills exactly like its sources, and runs only while current.
 
-Each check runs in a fresh interpreter: which engine loads is decided once, at the first import
-of `pipeline`. The checks that need a build skip without one; `make test` always has one and
-runs the suite with `TOLLGATE_ENGINE=compiled`.
+Each check runs in a fresh interpreter: which engine loads is decided once, by the entry point,
+before the first import of `pipeline.billing` (here, the first line of each snippet). The checks
+that need a build skip without one; `make test` always has one and runs the suite with
+`TOLLGATE_ENGINE=compiled`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import compiled_engine
+from pipeline.tooling import compiled_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILT = compiled_engine.build_state() == "current"
@@ -28,7 +29,7 @@ import hashlib, json
 from itertools import islice
 from pathlib import Path
 from benchmarks import bench_core
-from pipeline import compiled_engine
+from pipeline.tooling import compiled_engine
 from pipeline.billing.engine import Ledger
 from pipeline.billing.state import dump_subscription
 from pipeline.replay import replay
@@ -58,8 +59,14 @@ WHICH = "import pipeline.billing.engine as e; print(e.__file__)"
 
 def _python(code: str, engine: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, compiled_engine.VARIABLE: engine, "PYTHONPATH": str(cwd)}
+    entry = "import pipeline.tooling.compiled_engine as c; c.select_from_env()\n"
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", entry + code],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.settings import Settings
+from pipeline.kernel.settings import Settings
+from pipeline.local.settings import StackSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +56,7 @@ def test_pipeline_services_run_tollgate_commands() -> None:
 
 def test_kafka_image_matches_the_local_stack_version() -> None:
     services = _compose()["services"]
-    assert services["kafka"]["image"] == f"apache/kafka:{Settings().kafka_version}"
+    assert services["kafka"]["image"] == f"apache/kafka:{StackSettings().kafka_version}"
     assert services["postgres"]["image"].startswith("postgres:15")
 
 

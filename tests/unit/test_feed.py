@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.feed import Feeder, feed, parse_rate
-from pipeline.producer import event_key, json_bytes, timestamp_ms
-from pipeline.topic_admin import topic_specs
-from pipeline.topics import Topics
+from pipeline.clients.feed import Feeder, feed, parse_rate
+from pipeline.clients.producer import event_key, json_bytes, timestamp_ms
+from pipeline.clients.topic_admin import topic_specs
+from pipeline.kernel.topics import Topics
 from pipeline.wire import DEFAULT_SCHEMA_IDS, WireError, encode_usage_event
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -234,6 +234,7 @@ def test_topic_configurations() -> None:
 
     assert {name: spec.partitions for name, spec in specs.items()} == {
         "x.usage-events": 6,
+        "x.usage-batches": 6,  # the intake's output: the same partition numbers
         "x.subscriptions": 6,
         "x.catalog": 1,
         "x.outputs": 6,
@@ -243,5 +244,8 @@ def test_topic_configurations() -> None:
     assert policies == {**dict.fromkeys(specs, "delete"), "x.catalog": "compact"}
     usage = int(specs["x.usage-events"].config["max.message.bytes"])
     assert usage > 1 << 20
+    # A usage batch holds up to the batch bound plus one message of the largest decoded size.
+    batches = int(specs["x.usage-batches"].config["max.message.bytes"])
+    assert batches >= 2 << 20
     # A dead letter keeps at most the first 512 KiB of the original, with its envelope.
     assert int(specs["x.dead-letters"].config["max.message.bytes"]) > (1 << 20)

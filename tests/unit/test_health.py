@@ -8,9 +8,10 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import make_wsgi_app
 
-from pipeline.health import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, Health, serve
-from sinks.health import database_answers
+from pipeline.kernel.health import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, Health, serve
+from sinks.common.health import database_answers
 
 
 def _get(port: int, path: str) -> tuple[int, bytes]:
@@ -32,7 +33,7 @@ def served() -> Iterator[tuple[int, Flags]]:
     flags = Flags()
     health = Health().alive_when("loop", lambda: flags.alive)
     health.ready_when("work", lambda: flags.ready)
-    server = serve(health, "127.0.0.1", 0)
+    server = serve(health, make_wsgi_app(), "127.0.0.1", 0)
     yield server.server_port, flags
     server.shutdown()
     server.server_close()
@@ -61,7 +62,7 @@ def test_a_process_that_is_not_alive_is_not_ready_either(served: tuple[int, Flag
 def test_a_check_that_raises_is_a_failing_check(served: tuple[int, Flags]) -> None:
     port, _ = served
     health = Health().ready_when("boom", lambda: str(1 / 0))
-    server = serve(health, "127.0.0.1", 0)
+    server = serve(health, make_wsgi_app(), "127.0.0.1", 0)
     try:
         status, body = _get(server.server_port, READINESS_PATH)
     finally:

@@ -14,8 +14,8 @@ import click
 import yaml
 
 from pipeline.cli import main as tollgate
-from pipeline.health import LIVENESS_PATH, READINESS_PATH
-from pipeline.settings import Settings
+from pipeline.kernel.health import LIVENESS_PATH, READINESS_PATH
+from pipeline.kernel.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

@@ -20,6 +20,7 @@ from pipeline.wire import (
     decode_output,
     decode_subscription_record,
     decode_tick,
+    decode_usage_batch,
     decode_usage_event,
     dumps,
     encode,
@@ -28,6 +29,7 @@ from pipeline.wire import (
     encode_output,
     encode_subscription_record,
     encode_tick,
+    encode_usage_batch,
     encode_usage_event,
     schema_dir,
     schema_text,
@@ -50,6 +52,7 @@ TYPED: dict[str, tuple[Callable[[bytes], Any], Callable[[Any], bytes]]] = {
     "clock_tick": (decode_tick, _encode_tick),
     "output": (decode_output, encode_output),
     "dead_letter": (decode_dead_letter, encode_dead_letter),
+    "usage_batch": (decode_usage_batch, encode_usage_batch),
 }
 
 
@@ -102,9 +105,10 @@ def test_every_avsc_is_a_known_record_in_the_tollgate_namespace() -> None:
         assert schema.get("doc"), name
 
 
-def test_topics_are_the_five_of_the_pipeline() -> None:
+def test_topics_are_the_six_of_the_pipeline() -> None:
     assert set(TOPICS) == {
         "tollgate.usage-events",
+        "tollgate.usage-batches",
         "tollgate.subscriptions",
         "tollgate.catalog",
         "tollgate.outputs",

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import Settings, SettingsError
+from pipeline.kernel.settings import Settings, SettingsError
+from pipeline.local.settings import StackSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_defaults_without_any_variable() -> None:
-    settings = Settings.from_env({})
+def test_defaults_without_any_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # relative folders come from the checkout, from anywhere
+    settings = StackSettings.from_env({})
     assert settings.kafka_bootstrap == "127.0.0.1:19092"
     assert (settings.kafka_host, settings.kafka_port) == ("127.0.0.1", 19092)
     assert settings.kafka_controller_port == 19093
@@ -26,7 +28,7 @@ def test_defaults_without_any_variable() -> None:
 
 
 def test_values_are_parsed() -> None:
-    settings = Settings.from_env(
+    settings = StackSettings.from_env(
         {
             "TOLLGATE_KAFKA_BOOTSTRAP": " 127.0.0.1:29092, other:9092 ",
             "TOLLGATE_KAFKA_CONTROLLER_PORT": "29093",
@@ -73,15 +75,15 @@ def test_empty_variables_keep_the_default() -> None:
 )
 def test_bad_values_are_rejected_with_a_clear_message(name: str, value: str, expected: str) -> None:
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({name: value})
+        StackSettings.from_env({name: value})
     message = str(caught.value)
     assert name in message and repr(value) in message and expected in message
     assert "\n" not in message
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    with pytest.raises(SettingsError, match=r"TOLLGATE_KAFKA_CONTROLLER_PORT.*TOLLGATE_PARTITIONS"):
-        Settings.from_env({"TOLLGATE_PARTITIONS": "x", "TOLLGATE_KAFKA_CONTROLLER_PORT": "y"})
+    with pytest.raises(SettingsError, match=r"TOLLGATE_PARTITIONS.*TOLLGATE_METRICS_PORT"):
+        Settings.from_env({"TOLLGATE_METRICS_PORT": "y", "TOLLGATE_PARTITIONS": "x"})
 
 
 def test_settings_are_frozen() -> None:
@@ -93,9 +95,21 @@ def test_settings_are_frozen() -> None:
 def test_every_variable_is_documented() -> None:
     table = (ROOT / "docs" / "configuration.md").read_text()
     documented = set(re.findall(r"^\| `(TOLLGATE_[A-Z_]+)` \|", table, flags=re.MULTILINE))
-    assert documented == set(Settings.variables())
+    assert documented == set(StackSettings.variables())
 
 
 def test_pom_pins_the_default_kafka_version() -> None:
     pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text()
-    assert f"<kafka.version>{Settings().kafka_version}</kafka.version>" in pom
+    assert f"<kafka.version>{StackSettings().kafka_version}</kafka.version>" in pom
+
+
+def test_the_local_stack_knobs_are_not_deployment_settings() -> None:
+    local = set(StackSettings.variables()) - set(Settings.variables())
+    assert local == {
+        "TOLLGATE_KAFKA_CONTROLLER_PORT",
+        "TOLLGATE_KAFKA_VERSION",
+        "TOLLGATE_KAFKA_HEAP",
+        "TOLLGATE_CACHE_DIR",
+        "TOLLGATE_STARTUP_TIMEOUT",
+    }
+    Settings.from_env({"TOLLGATE_KAFKA_HEAP": "lots"})  # a deployment never reads them

@@ -1,4 +1,4 @@
-"""sinks.signing against the reference verifier, the `standardwebhooks` package."""
+"""sinks.webhooks.signing against the reference verifier, the `standardwebhooks` package."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from sinks.signing import (
+from sinks.webhooks.signing import (
     SECRET_BYTES,
     SecretError,
     lago_signature,

@@ -13,11 +13,11 @@ import pytest
 from pipeline.billing.webhooks import Output
 from pipeline.replay import replay
 from pipeline.wire import OutputRecord, loads
-from sinks.consumer import Consumed, Unstorable
-from sinks.invoice_rows import CreditNoteRow, InvoiceRows, rows_for
-from sinks.invoice_sink import split_rows
+from sinks.common.consumer import Consumed, Unstorable
+from sinks.invoices.rows import CreditNoteRow, InvoiceRows, rows_for
+from sinks.invoices.sink import split_rows
 from sinks.render import money, table
-from sinks.retry import outcome
+from sinks.webhooks.retry import outcome
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 AT = datetime(2025, 6, 1, tzinfo=UTC)

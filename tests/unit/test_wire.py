@@ -401,6 +401,7 @@ def test_default_schema_ids_are_fixed() -> None:
         "clock_tick": 4,
         "output": 5,
         "dead_letter": 6,
+        "usage_batch": 7,
     }
 
 
