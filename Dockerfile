@@ -30,7 +30,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY --from=build /wheels /wheels
 RUN pip install /wheels/*.whl \
     && rm -rf /wheels \
-    && useradd --system --create-home --home-dir /home/tollgate tollgate \
+    && groupadd --system --gid 10001 tollgate \
+    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/tollgate tollgate \
     && mkdir -p /var/lib/tollgate \
     && chown tollgate:tollgate /var/lib/tollgate
 

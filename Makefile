@@ -22,7 +22,7 @@ ENGINE ?= compiled
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install engine engine-clean lint format stack-up up down status reset test fuzz
+.PHONY: help install engine engine-clean lint format stack-up up down status reset test fuzz prometheus
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -70,7 +70,10 @@ status: install ## Show each service of the local stack
 reset: install ## Empty topics, consumer groups, worker state and tables
 	$(TOLLGATE) dev reset
 
-test: lint stack-up ## Lint, start the stack, run every test (unit, scenarios, integration)
+prometheus: ## Install prometheus and promtool (apt package) when missing: the alert and dashboard tests run them
+	@bash deploy/prometheus/install.sh
+
+test: lint stack-up prometheus ## Lint, start the stack, run every test (unit, scenarios, integration)
 	@rc=0; TOLLGATE_ENGINE=$(ENGINE) $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 

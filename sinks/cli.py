@@ -153,6 +153,7 @@ def _start(settings: Settings, options: dict[str, Any], sink_name: str) -> _Star
     from sinks.common import runtime
     from sinks.common.consumer import LoopConfig
     from sinks.common.db import Database
+    from sinks.common.health import database_answers, serve_sink_health
     from sinks.common.migrate import MigrationError, applied, available
 
     runtime.configure_logging()
@@ -167,7 +168,11 @@ def _start(settings: Settings, options: dict[str, Any], sink_name: str) -> _Star
             "run `tollgate db migrate` first"
         )
     port = settings.metrics_port if options["metrics_port"] is None else options["metrics_port"]
-    runtime.serve_metrics(port)
+    serve_sink_health(
+        settings.metrics_host,
+        port,
+        database_answers(settings.database_url, settings.database_schema),
+    )
     topics = Topics.with_prefix(settings.topic_prefix)
     loop = LoopConfig(
         bootstrap=settings.kafka_bootstrap,

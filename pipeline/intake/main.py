@@ -1,4 +1,4 @@
-"""`tollgate intake`: create the topics, serve metrics, run the packing loop until stopped."""
+"""`tollgate intake`: create the topics, serve metrics and health, run the packing loop."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import os
 import socket
 from collections.abc import Callable
 
-from prometheus_client import start_http_server
-
 from pipeline.clients.topic_admin import batch_message_bytes, ensure_topics_for
+from pipeline.intake.health import serve_intake_health
 from pipeline.intake.packer import Bounds
 from pipeline.intake.stage import Intake, IntakeConfig
 from pipeline.kernel.settings import Settings
@@ -41,14 +40,6 @@ def run(settings: Settings, *, echo: Callable[[str], None]) -> None:
     created = ensure_topics_for(settings)
     if created:
         echo(f"created topics: {', '.join(created)}")
-    try:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
-        echo(f"metrics: http://127.0.0.1:{settings.metrics_port}/metrics")
-    except OSError as error:
-        echo(
-            f"metrics: port {settings.metrics_port} unavailable ({error}); "
-            "set TOLLGATE_METRICS_PORT to serve them"
-        )
     config = config_for(settings, dict(os.environ))
     bounds = config.bounds
     echo(
@@ -57,5 +48,6 @@ def run(settings: Settings, *, echo: Callable[[str], None]) -> None:
         f"{bounds.max_bytes} bytes, linger {bounds.linger} s"
     )
     intake = Intake(config)
+    serve_intake_health(intake, settings, echo)
     intake.install_signal_handlers()
     intake.run()

@@ -58,6 +58,7 @@ class Intake:
         self._assigned: set[int] = set()
         self._failure: str | None = None
         self._last_commit = self._last_lag = 0.0
+        self.joined = False  # the group assigned this intake its partitions (maybe none) once
         self.consumer = Consumer(
             {
                 "bootstrap.servers": config.bootstrap,
@@ -128,6 +129,11 @@ class Intake:
             self._commit(asynchronous=True)
         if now - self._last_lag >= LAG_EVERY:
             self._record_lag()
+
+    @property
+    def last_turn(self) -> float:
+        """When the loop last took its lag reading (every LAG_EVERY seconds while it turns)."""
+        return self._last_lag
 
     def stop(self, *_: Any) -> None:
         self.running = False
@@ -226,6 +232,7 @@ class Intake:
             self._assigned.add(tp.partition)
             self._committed[tp.partition] = position
             self._acked.pop(tp.partition, None)
+        self.joined = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Hand over cleanly: batches in flight are acknowledged and their offsets committed;

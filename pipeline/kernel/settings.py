@@ -14,6 +14,7 @@ sub-folder; when tollgate is installed from a wheel they are taken from the curr
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -117,6 +118,15 @@ def _bootstrap(raw: str) -> str:
     return ",".join(entries)
 
 
+def _listen_address(raw: str) -> str:
+    value = raw.strip()
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("expected an IP address such as 127.0.0.1 or 0.0.0.0") from None
+    return value
+
+
 def _schedule(raw: str) -> tuple[float, ...]:
     try:
         delays = tuple(float(part) for part in raw.split(","))
@@ -186,8 +196,18 @@ class Settings:
         default=9464,
         metadata=variable(
             "METRICS_PORT",
-            "Port on which the worker and the sinks serve Prometheus metrics (`/metrics`).",
+            "Port on which the intake, the worker and the sinks serve Prometheus metrics "
+            "(`/metrics`) and their health (`/healthz`, `/readyz`).",
             port,
+        ),
+    )
+    metrics_host: str = field(
+        default="127.0.0.1",
+        metadata=variable(
+            "METRICS_HOST",
+            "Address the metrics and health endpoints listen on: loopback by default; "
+            "`0.0.0.0` in a container, for Prometheus and the orchestrator's probes.",
+            _listen_address,
         ),
     )
 

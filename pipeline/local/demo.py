@@ -73,14 +73,14 @@ def run(settings: Settings, *, seconds: float, subscriptions: int, rate: float, 
     _register(demo, receiver)
     live = LiveFigures(WORKER_METRICS_PORT)
     with _processes(demo, run_id, echo) as alive:
-        names = _publish_catalog(demo, run_id, subscriptions)
+        names = publish_catalog(demo, run_id, subscriptions)
         echo(
             f"catalogue: {len(names)} subscriptions on {', '.join(sorted(set(PLANS)))}; "
             f"sending {rate:.0f} events/s for {seconds:.0f} s (Ctrl-C stops)"
         )
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        sent = _traffic(
+        sent = send_traffic(
             demo,
             names,
             seconds=seconds,
@@ -149,7 +149,7 @@ def _processes(demo: Settings, run_id: str, echo: Echo) -> Iterator[Callable[[],
         echo("intake, worker and sinks stopped")
 
 
-def _publish_catalog(demo: Settings, run_id: str, count: int) -> list[tuple[str, str]]:
+def publish_catalog(demo: Settings, run_id: str, count: int) -> list[tuple[str, str]]:
     """Metrics, plans and customers from examples/catalog.yaml; `count` subscriptions of this
     run, every fifth overriding its plan's thresholds. Returns (subscription, metric) pairs."""
     topics = Topics.with_prefix(demo.topic_prefix)
@@ -187,7 +187,7 @@ def _spend_alert(subscription: str) -> dict[str, Any]:
     }
 
 
-def _traffic(
+def send_traffic(
     demo: Settings,
     names: list[tuple[str, str]],
     *,

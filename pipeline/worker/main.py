@@ -1,4 +1,4 @@
-"""`tollgate worker`: create the topics, serve metrics, run the Faust worker."""
+"""`tollgate worker`: create the topics, serve metrics and health, run the Faust worker."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import gc
 import os
 from collections.abc import Callable
 
-from prometheus_client import start_http_server
-
 from pipeline.kernel.settings import Settings
 from pipeline.kernel.topics import Topics
 from pipeline.worker.app import build_app
+from pipeline.worker.health import serve_worker_health
 from pipeline.worker.stall import BrokerView, start_guard
 
 # Young-generation collections every 50,000 allocations instead of 700: the worker holds every
@@ -31,15 +30,8 @@ def run(settings: Settings, *, clock: str, loglevel: str, echo: Callable[[str], 
     created = ensure_topics_for(settings)
     if created:
         echo(f"created topics: {', '.join(created)}")
-    try:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
-        echo(f"metrics: http://127.0.0.1:{settings.metrics_port}/metrics")
-    except OSError as error:
-        echo(
-            f"metrics: port {settings.metrics_port} unavailable ({error}); "
-            "set TOLLGATE_METRICS_PORT to serve them"
-        )
     app = build_app(settings, clock=clock, environ=dict(os.environ))
+    serve_worker_health(app, settings, echo)
     echo(
         f"worker {settings.worker_app_id}: {settings.kafka_bootstrap}, clock={clock}, "
         f"store={settings.worker_store}, engine={in_use()}"

@@ -191,6 +191,7 @@ def _process(
     committed_at = clock()
     _count(batch, written, stats, writer.sink, time.monotonic() - started, committed_at)
     _commit_to_kafka(consumer, config.topic, batch.next_offsets)
+    _record_lag(consumer, config.topic, batch.next_offsets, writer.sink)
 
 
 def _read(
@@ -261,6 +262,14 @@ def _commit_to_kafka(consumer: Consumer, topic: str, next_offsets: Mapping[int, 
         consumer.commit(offsets=offsets, asynchronous=True)
     except KafkaException as error:  # e.g. during a rebalance: PostgreSQL holds the truth
         log.debug("Kafka offset commit skipped: %s", error)
+
+
+def _record_lag(consumer: Consumer, topic: str, next_offsets: Mapping[int, int], sink: str) -> None:
+    """Messages behind each partition's high watermark, as last fetched (no broker request)."""
+    for partition, offset in next_offsets.items():
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        if high >= 0:
+            metrics.CONSUMER_LAG.labels(sink, str(partition)).set(max(high - offset, 0))
 
 
 def _consumer_settings(config: LoopConfig) -> dict[str, Any]:

@@ -83,3 +83,8 @@ FAILED_DELIVERIES: Final = Gauge(
     "Webhook deliveries that used every attempt of the retry schedule (`tollgate webhooks "
     "retry` puts them back).",
 )
+CONSUMER_LAG: Final = Gauge(
+    "tollgate_sink_consumer_lag_messages",
+    "Messages of the outputs topic behind its high watermark after the last batch, by partition.",
+    ["sink", "partition"],
+)

@@ -1,5 +1,5 @@
 """What every sink process shares around its loops: the stop flag (SIGTERM, SIGINT), the idle
-timer of `--idle-exit`, the clock, the metrics endpoint and log lines."""
+timer of `--idle-exit`, the clock and log lines (health.py: metrics and health)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
-
-from prometheus_client import start_http_server
-
-from pipeline.kernel.errors import TollgateError
 
 Clock = Callable[[], datetime]
 
@@ -66,20 +62,6 @@ def stop_on_signals(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-
-
-def serve_metrics(port: int) -> None:
-    """Serve the default Prometheus registry on `port` (0: do not serve)."""
-    if not port:
-        return
-    try:
-        start_http_server(port)
-    except OSError as error:
-        raise TollgateError(
-            f"cannot serve metrics on port {port} ({error.strerror}): each process on a host "
-            "needs its own port, set with --metrics-port or TOLLGATE_METRICS_PORT (0: none)"
-        ) from None
-    log.info("metrics on http://0.0.0.0:%d/metrics", port)
 
 
 def configure_logging() -> None:

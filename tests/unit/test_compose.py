@@ -69,3 +69,8 @@ def test_prometheus_config_is_valid_yaml() -> None:
         for target in static["targets"]
     ]
     assert targets
+
+
+def test_metrics_and_health_are_reachable_from_other_containers() -> None:
+    shared = _anchored_environment(_compose())
+    assert Settings.from_env(shared).metrics_host == "0.0.0.0"
