@@ -138,12 +138,6 @@ def build_app(
             watch.applied(message.partition, message.offset, time.monotonic())
             flusher.flush_if_due()
 
-    @app.timer(interval=max(settings.worker_flush_interval / 4, 0.05))  # type: ignore[misc]
-    @supervised("the flush timer")
-    async def flush_on_time() -> None:
-        """Quiet partitions' changes are stored too (and a rebalance waits for these acks)."""
-        flusher.flush_if_due()
-
     @app.agent(subscriptions, concurrency=1)
     @supervised("the forward_subscriptions agent")
     async def forward_subscriptions(stream: faust.StreamT[bytes]) -> None:
@@ -192,11 +186,27 @@ class Flusher:
         self._held: list[tuple[Any, Any]] = []  # (stream, event) applied, not yet stored
         self._since = 0.0  # when the oldest held batch was applied
         self._writing: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     def hold(self, stream: Any, event: Any) -> None:
         if not self._held:
             self._since = time.monotonic()
         self._held.append((stream, event))
+        if self._ticker is None:
+            self._ticker = asyncio.ensure_future(self._tick())
+
+    async def _tick(self) -> None:
+        """Quiet partitions' changes are stored too. A task of our own rather than a Faust
+        timer: Faust stops its timers before its consumer, which then waits for every held
+        batch to be acknowledged (at a rebalance and at shutdown) — this keeps flushing."""
+        try:
+            while True:
+                await asyncio.sleep(max(self.interval / 4, 0.05))
+                self.flush_if_due()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            die("the flush ticker", error)
 
     def flush_if_due(self) -> None:
         """Start a flush when one is due and none is being written."""
