@@ -336,8 +336,8 @@ class Kafka:
                 f"{self.libs}/*",
                 STORAGE_TOOL,
                 "format",
-                "--cluster-id",
-                cluster_id,
+                # One argument: a random id may start with "-", which would read as an option.
+                f"--cluster-id={cluster_id}",
                 "--config",
                 str(self.config_file),
                 "--ignore-formatted",
