@@ -373,6 +373,7 @@ def _check(records: list[Record], transitions: list[Transition], ledger: Ledger)
     catalog = ledger.catalog
     keys = {
         "billable_metric": catalog.metrics,
+        "feature": catalog.features,
         "plan": catalog.plans,
         "customer": catalog.customers,
     }
