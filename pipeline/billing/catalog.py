@@ -219,14 +219,14 @@ def apply_definition(
         return customer, known
     if kind == "subscription":
         definition = parse_subscription(payload)
-        plan = catalog.plans.get(definition.plan_code)
+        on_plan = catalog.plans.get(definition.plan_code)
         what = f"subscription {definition.external_id!r}"
-        if plan is None:
+        if on_plan is None:
             raise DefinitionError(f"{what}: unknown plan {definition.plan_code!r}")
         assert isinstance(payload, Mapping)
         try:
             entitlements = parse_entitlements(
-                payload.get("entitlements"), catalog.features, plan.charges_by_metric, what
+                payload.get("entitlements"), catalog.features, on_plan.charges_by_metric, what
             )
             removed = parse_removed(payload.get("removed_features"), catalog.features, what)
         except EntitlementError as error:
@@ -404,9 +404,7 @@ def parse_plan(
     pay_in_advance = _flag(body, "pay_in_advance", what, False)
     name = str(body.get("name") or code)
     try:
-        entitlements = parse_entitlements(
-            body.get("entitlements"), features or {}, by_metric, what
-        )
+        entitlements = parse_entitlements(body.get("entitlements"), features or {}, by_metric, what)
     except EntitlementError as error:
         raise DefinitionError(str(error)) from None
     return Plan(

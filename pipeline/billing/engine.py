@@ -17,10 +17,10 @@ from typing import Any
 from pipeline.billing import catalog as defs
 from pipeline.billing import webhooks
 from pipeline.billing.access import overdue_at_us, report_changes
-from pipeline.billing.entitlements import PAYMENT_STATUSES
 from pipeline.billing.alerting import apply_alert, evaluate_alerts
 from pipeline.billing.catalog import Catalog, DefinitionError, applicable_thresholds
 from pipeline.billing.context import EngineSettings, StepContext
+from pipeline.billing.entitlements import PAYMENT_STATUSES
 from pipeline.billing.events import (
     EventShapeError,
     UsageEvent,
@@ -326,7 +326,7 @@ class Ledger:
             self._apply_plan(new, old if isinstance(old, defs.Plan) else None, ctx)
         elif isinstance(new, defs.BillableMetric):
             ctx.defined.add(("billable_metric", new.code))
-        else:
+        elif isinstance(new, defs.Customer):
             ctx.defined.add(("customer", new.external_id))
 
     def _apply_feature(self, payload: object, ctx: StepContext) -> None:
@@ -349,11 +349,13 @@ class Ledger:
             return
         external_id = text_id(payload.get("external_subscription_id"))
         invoice_id = text_id(payload.get("lago_invoice_id"))
-        status = payload.get("payment_status")
+        raw_status = payload.get("payment_status")
+        status = raw_status if isinstance(raw_status, str) else ""
         sub = self.subscriptions.get(external_id or "")
         unpaid = sub.unpaid.get(invoice_id or "") if sub is not None else None
-        if not isinstance(status, str) or status not in PAYMENT_STATUSES:
-            message = f"payment_status must be one of {sorted(PAYMENT_STATUSES)}, got {status!r}"
+        if status not in PAYMENT_STATUSES:
+            allowed = sorted(PAYMENT_STATUSES)
+            message = f"payment_status must be one of {allowed}, got {raw_status!r}"
         elif sub is None or unpaid is None:
             message = f"no unpaid invoice {invoice_id!r} of subscription {external_id!r}"
         else:

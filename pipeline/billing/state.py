@@ -233,7 +233,8 @@ def load_clock(data: bytes) -> datetime | None:
     return _instant(document["clock"])
 
 
-DEFINITION_KINDS = ("billable_metric", "feature", "plan", "customer")  # the order that rebuilds a catalog
+# The order that rebuilds a catalog.
+DEFINITION_KINDS = ("billable_metric", "feature", "plan", "customer")
 
 
 def dump_definition(catalog: Catalog, kind: str, key: str) -> bytes:
