@@ -8,7 +8,6 @@ Feature `sso` is a plain boolean feature.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -148,7 +147,7 @@ def test_created_before_its_start_reports_inactive_then_allowed_when_it_starts()
     }
 
 
-# -- rule 4: quota ----------------------------------------------------------------------------------
+# -- rule 4: quota -------------------------------------------------------------------------------
 
 
 def test_rule_4_quota_exhausted_when_units_reach_the_allowance_and_allowed_next_period():
@@ -172,7 +171,7 @@ def test_rule_4_a_subscription_override_replaces_the_allowance_and_null_is_unlim
     assert access(grown) == [("api", "allowed", 990)]  # back to the plan's 1000
 
 
-# -- rule 3: payments -------------------------------------------------------------------------------
+# -- rule 3: payments ----------------------------------------------------------------------------
 
 
 def test_rule_3_an_unpaid_invoice_past_its_grace_blocks_and_paying_it_allows():
