@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pipeline.wire.errors import INVALID, WireError
 
-CatalogKind = Literal["billable_metric", "plan", "customer"]
+CatalogKind = Literal["billable_metric", "plan", "customer", "feature"]
 SubscriptionAction = Literal["upsert", "terminate"]
 
 
@@ -74,6 +74,21 @@ class AlertRecord:
     @property
     def deleted(self) -> bool:
         return self.alert.get("deleted") is True
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    """A change of an invoice's payment status (spec §12): the timeline's `invoice_payment`
+    object `{lago_invoice_id, external_subscription_id, payment_status}`."""
+
+    external_subscription_id: str | None  # the partition key; None if the object has none
+    payment: dict[str, Any]
+
+    @classmethod
+    def of(cls, payment: Mapping[str, Any]) -> PaymentRecord:
+        subscription = payment.get("external_subscription_id")
+        valid = isinstance(subscription, str | int) and not isinstance(subscription, bool)
+        return cls(str(subscription) if valid else None, dict(payment))
 
 
 @dataclass(frozen=True, slots=True)
