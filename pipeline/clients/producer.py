@@ -53,7 +53,12 @@ from pipeline.wire import (
 from pipeline.wire.records import id_text
 
 CATALOG_KINDS: Final[tuple[str, ...]] = get_args(CatalogKind)
-KEY_FIELDS: Final = {"billable_metric": "code", "plan": "code", "customer": "external_id"}
+KEY_FIELDS: Final = {
+    "billable_metric": "code",
+    "plan": "code",
+    "customer": "external_id",
+    "feature": "code",
+}
 """The field of each catalogue definition that names it (its key on the catalog topic)."""
 
 __all__ = [
