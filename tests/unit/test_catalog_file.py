@@ -342,5 +342,5 @@ def test_features_and_entitlements_are_applied_before_plans_and_checked() -> Non
     assert catalog.plans["p"].entitlements == (("api", (("max_tokens", 1000),)),)
     bad = FEATURES.replace("max_tokens: 1000", "max_tokens: lots")
     problem, then = problems(bad)
-    assert problem.startswith("plans[0] (line 9): plan 'p': api.max_tokens: 'lots' is not a valid")
+    assert problem.startswith("plans[0] (line 8): plan 'p': api.max_tokens: 'lots' is not a valid")
     assert then.startswith("subscriptions[0]") and "unknown plan 'p'" in then
