@@ -252,6 +252,9 @@ def _apply_feature(catalog: Catalog, payload: object) -> tuple[Defined, Defined 
         if old is None:
             raise DefinitionError(f"feature {payload.get('code')!r}: no such feature to delete")
         del catalog.features[old.code]
+        for plan in list(catalog.plans.values()):  # removed everywhere (spec §12)
+            if plan_entitles(plan, old.code):
+                catalog.plans[plan.code] = without_feature(plan, old.code)
         return old, None
     try:
         feature = parse_feature(payload, catalog.metrics)
@@ -260,6 +263,25 @@ def _apply_feature(catalog: Catalog, payload: object) -> tuple[Defined, Defined 
     old_feature = catalog.features.get(feature.code)
     catalog.features[feature.code] = feature
     return feature, old_feature
+
+
+def plan_entitles(plan: Plan, feature_code: str) -> bool:
+    return any(code == feature_code for code, _ in plan.entitlements)
+
+
+def without_feature(plan: Plan, feature_code: str) -> Plan:
+    """The plan with a deleted feature's entitlement taken out (its source too, so that the
+    stored plan parses again)."""
+    source = dict(plan.source)
+    listed = source.get("entitlements")
+    if isinstance(listed, list):
+        source["entitlements"] = [
+            item
+            for item in listed
+            if not (isinstance(item, Mapping) and item.get("feature_code") == feature_code)
+        ]
+    kept = tuple(item for item in plan.entitlements if item[0] != feature_code)
+    return replace(plan, entitlements=kept, source=source)
 
 
 def _optional_count(obj: Mapping[str, object], key: str, what: str) -> int | None:

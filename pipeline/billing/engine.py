@@ -333,11 +333,15 @@ class Ledger:
         """A feature defined, replaced or deleted (spec §12)."""
         key = text_id(payload.get("code")) if isinstance(payload, Mapping) else None
         prior = self.catalog.features.get(key or "")
+        entitling = [p for p in self.catalog.plans.values() if defs.plan_entitles(p, key or "")]
         defs.apply_definition(self.catalog, "feature", payload, ctx.now)
         assert key is not None  # a feature without a code is refused above
         self._save_entry("feature", key, prior)
-        if key in self.catalog.features:
-            ctx.defined.add(("feature", key))
+        for plan in entitling:
+            if self.catalog.plans[plan.code] is not plan:  # the deleted feature taken out
+                self._save_entry("plan", plan.code, plan)
+                ctx.defined.add(("plan", plan.code))
+        ctx.defined.add(("feature", key))  # a deletion too: stored as one (state.py)
 
     # -- payments and access (spec §12) ----------------------------------------------------------
 

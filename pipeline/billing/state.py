@@ -244,8 +244,9 @@ def dump_definition(catalog: Catalog, kind: str, key: str) -> bytes:
         document["source"] = catalog.metrics[key].source
     elif kind == "plan":
         document["source"] = catalog.plans[key].source
-    elif kind == "feature":
-        document["source"] = catalog.features[key].source
+    elif kind == "feature":  # a deleted feature is stored as its deletion
+        feature = catalog.features.get(key)
+        document["source"] = feature.source if feature else {"code": key, "deleted": True}
     else:
         customer = catalog.customers[key]
         document["source"], document["at"] = customer.source, _us(customer.defined_at)
@@ -262,6 +263,8 @@ def load_catalog(definitions: Iterable[bytes]) -> Catalog:
     for kind in DEFINITION_KINDS:
         for document in by_kind[kind]:
             at = _instant(document["at"]) if kind == "customer" else None
+            if kind == "feature" and document["source"].get("deleted") is True:
+                continue  # deleted: nothing to define
             apply_definition(catalog, kind, document["source"], at)
     return catalog
 

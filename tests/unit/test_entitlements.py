@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 
 from pipeline.billing.engine import Ledger, Record
 from pipeline.billing.ids import invoice_id, subscription_id
-from pipeline.billing.state import dump_subscription, load_subscription
+from pipeline.billing.state import (
+    dump_definition,
+    dump_subscription,
+    load_catalog,
+    load_subscription,
+)
 
 BEFORE = datetime(2025, 2, 20, tzinfo=UTC)
 START = datetime(2025, 3, 1, tzinfo=UTC)
@@ -514,3 +519,16 @@ def test_a_decision_is_reported_only_when_it_changes(steps: list[tuple[str, Any]
         if code not in last:
             assert reason != "allowed"  # a first decision only when it is not `allowed`
         last[code] = reason
+
+
+def test_a_deleted_feature_stays_deleted_in_the_stored_catalogue():
+    book = Book()
+    book.put(MID, "feature", {"code": "sso", "deleted": True})
+    catalog = book.ledger.catalog
+    assert [code for code, _ in catalog.plans["p"].entitlements] == ["api"]  # removed everywhere
+    stored = [dump_definition(catalog, "feature", code) for code in ("api", "sso")]
+    stored += [dump_definition(catalog, "billable_metric", "tokens")]
+    stored += [dump_definition(catalog, "plan", "p")]
+    again = load_catalog(stored)
+    assert set(again.features) == {"api"}
+    assert again.plans["p"].entitlements == catalog.plans["p"].entitlements
