@@ -67,9 +67,7 @@ class AlertRecord:
 
     @classmethod
     def of(cls, alert: Mapping[str, Any]) -> AlertRecord:
-        subscription = alert.get("external_subscription_id")
-        valid = isinstance(subscription, str | int) and not isinstance(subscription, bool)
-        return cls(str(subscription) if valid else None, dict(alert))
+        return cls(subscription_key(alert), dict(alert))
 
     @property
     def deleted(self) -> bool:
@@ -86,9 +84,7 @@ class PaymentRecord:
 
     @classmethod
     def of(cls, payment: Mapping[str, Any]) -> PaymentRecord:
-        subscription = payment.get("external_subscription_id")
-        valid = isinstance(subscription, str | int) and not isinstance(subscription, bool)
-        return cls(str(subscription) if valid else None, dict(payment))
+        return cls(subscription_key(payment), dict(payment))
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +166,14 @@ class UsageBatch:
     @property
     def last_offset(self) -> int:
         return self.messages[-1].offset if self.messages else self.from_offset - 1
+
+
+def subscription_key(obj: Mapping[str, Any]) -> str | None:
+    """The partition key of a record about one subscription: its `external_subscription_id`
+    as text, or None when it has no usable one (the engine then refuses the record)."""
+    subscription = obj.get("external_subscription_id")
+    valid = isinstance(subscription, str | int) and not isinstance(subscription, bool)
+    return str(subscription) if valid else None
 
 
 def catalog_key(kind: CatalogKind, key: str) -> str:
