@@ -532,3 +532,73 @@ def test_a_deleted_feature_stays_deleted_in_the_stored_catalogue():
     again = load_catalog(stored)
     assert set(again.features) == {"api"}
     assert again.plans["p"].entitlements == catalog.plans["p"].entitlements
+
+
+_SUB = {"external_id": "s9", "external_customer_id": "c", "plan_code": "p"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        ("feature", None),
+        ("feature", []),
+        ("feature", {"code": None}),
+        ("feature", {"code": "f", "privileges": {"x": 1}}),
+        ("feature", {"code": "f", "privileges": [None]}),
+        ("feature", {"code": "f", "privileges": [{"code": ["x"], "value_type": "string"}]}),
+        ("feature", {"code": "f", "name": 5}),
+        ("feature", {"code": "f", "quota": []}),
+        ("feature", {"code": "f", "quota": {"billable_metric_code": {}, "privilege_code": 1}}),
+        (
+            "feature",
+            {
+                "code": "f",
+                "privileges": [
+                    {"code": "s", "value_type": "select", "config": {"select_options": [1]}}
+                ],
+            },
+        ),
+        ("feature", {"code": "f", "privileges": [{"code": "s", "value_type": "x", "config": 3}]}),
+        ("feature", {"code": "f", "deleted": True}),
+        ("plan", PLAN | {"entitlements": {"api": 1}}),
+        ("plan", PLAN | {"entitlements": [None]}),
+        ("plan", PLAN | {"entitlements": [{"feature_code": "api", "privileges": [1]}]}),
+        ("plan", PLAN | {"entitlements": [{"feature_code": "api"}, {"feature_code": "api"}]}),
+        (
+            "plan",
+            PLAN | {"entitlements": [{"feature_code": "api", "privileges": {"max_tokens": True}}]},
+        ),
+        (
+            "plan",
+            PLAN
+            | {"entitlements": [{"feature_code": "api", "privileges": {"max_tokens": 10**40}}]},
+        ),
+        (
+            "plan",
+            PLAN | {"entitlements": [{"feature_code": "api", "privileges": {"max_tokens": "١٢"}}]},
+        ),
+        ("plan", PLAN | {"entitlements": [{"feature_code": "sso", "privileges": {"enabled": 1}}]}),
+        ("subscription", _SUB | {"removed_features": "sso"}),
+        ("subscription", _SUB | {"removed_features": [["sso"]]}),
+        ("subscription", _SUB | {"entitlements": "api"}),
+        ("subscription", _SUB | {"payment_grace_seconds": "1 day"}),
+        ("subscription", _SUB | {"payment_grace_seconds": 10**20}),
+        ("subscription", _SUB | {"max_unpaid_amount_cents": 1.5}),
+        ("subscription", _SUB | {"max_unpaid_amount_cents": True}),
+        ("invoice_payment", {"lago_invoice_id": None, "payment_status": None}),
+        ("invoice_payment", {"external_subscription_id": "s1", "payment_status": ["paid"]}),
+        ("invoice_payment", {"external_subscription_id": ["s1"], "lago_invoice_id": {}}),
+        ("invoice_payment", []),
+    ],
+)
+def test_hostile_definitions_and_payments_are_refused_never_internal_errors(
+    kind: str, payload: Any
+):
+    book = Book()
+    transition = book.ledger.step(Record(MID, kind, payload, "bad"))
+    reasons = [r.reason.value for r in transition.rejections]
+    expected = "invalid" if kind == "invoice_payment" else "invalid_definition"
+    assert reasons == [expected], [r.message for r in transition.rejections]
+    assert [o.webhook_type for o in transition.outputs] == (
+        ["event.error"] if kind == "invoice_payment" else []
+    )
