@@ -260,6 +260,19 @@ def _apply_feature(catalog: Catalog, payload: object) -> tuple[Defined, Defined 
         feature = parse_feature(payload, catalog.metrics)
     except EntitlementError as error:
         raise DefinitionError(str(error)) from None
+    features = dict(catalog.features)
+    features[feature.code] = feature
+    for plan in catalog.plans.values():  # an update must leave every plan's entitlements valid
+        if plan_entitles(plan, feature.code):
+            try:
+                parse_entitlements(
+                    plan.source.get("entitlements"),
+                    features,
+                    plan.charges_by_metric,
+                    f"plan {plan.code!r}",
+                )
+            except EntitlementError as error:
+                raise DefinitionError(f"feature {feature.code!r} would break {error}") from None
     old_feature = catalog.features.get(feature.code)
     catalog.features[feature.code] = feature
     return feature, old_feature

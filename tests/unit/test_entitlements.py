@@ -602,3 +602,14 @@ def test_hostile_definitions_and_payments_are_refused_never_internal_errors(
     assert [o.webhook_type for o in transition.outputs] == (
         ["event.error"] if kind == "invoice_payment" else []
     )
+
+
+def test_a_feature_update_that_would_break_a_plan_is_refused():
+    book = Book()
+    without = API | {"privileges": [{"code": "other", "value_type": "integer"}], "quota": None}
+    book.put(MID, "feature", without)
+    assert book.refused == [
+        "feature 'api' would break plan 'p': feature 'api' has no privilege 'max_tokens'"
+    ]
+    book.put(MID, "feature", API | {"name": "Renamed"})  # compatible: accepted
+    assert len(book.refused) == 1 and book.ledger.catalog.features["api"].name == "Renamed"
