@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.billing.webhooks import Output
-from pipeline.replay import replay
-from pipeline.wire import OutputRecord
-from tests.integration.sinks_support import Slice, publish, stack_slice
+from tests.integration.sinks_support import Slice, outputs_of, publish, stack_slice
 
 __all__ = ["stack_slice"]  # fixtures, used by name
 
@@ -23,17 +20,7 @@ PROGRESSIVE = "3de8139d-328d-5ed5-962c-b719e961403c"
 
 def test_the_invoice_sink_applies_payment_status_updates(stack_slice: Slice) -> None:
     stack = stack_slice
-    with SCENARIO.open(encoding="utf-8") as lines:
-        outputs = [item for item in replay(lines) if isinstance(item, Output)]
-    records = [
-        OutputRecord.from_body(
-            o.id,
-            o.body,
-            external_subscription_id=o.external_subscription_id,
-            external_customer_id=o.external_customer_id,
-        )
-        for o in outputs
-    ]
+    records = outputs_of(SCENARIO.name, folder=SCENARIO.parent)
     publish(stack.settings.kafka_bootstrap, stack.topics.outputs, records)
     sink = stack.start(
         "sink", "invoices", "--idle-exit", "2", "--metrics-port", "0", "--group", stack.group("p")
