@@ -300,6 +300,63 @@ for _command in SINK_COMMANDS:
     main.add_command(_command)
 
 
+@click.command("pay")
+@click.argument("invoice_id")
+@click.option(
+    "--status",
+    type=click.Choice(["succeeded", "failed", "pending"]),
+    default="succeeded",
+    show_default=True,
+    help="The invoice's new payment status.",
+)
+@click.option(
+    "--subscription",
+    metavar="ID",
+    help="External subscription id of the invoice [default: looked up in the invoice sink's "
+    "database].",
+)
+@click.option("--at", "at", metavar="ISO", help="Instant the payment applies at [default: now].")
+@pass_settings
+def invoices_pay(
+    settings: Settings, invoice_id: str, status: str, subscription: str | None, at: str | None
+) -> None:
+    """Publish a payment status change of an invoice (spec §12), keyed by its subscription."""
+    import os
+
+    from pipeline.clients import payments
+    from pipeline.clients.producer import schema_ids
+
+    if subscription is None:
+        subscription = _invoice_subscription(settings, invoice_id)
+    payment = {
+        "lago_invoice_id": invoice_id,
+        "external_subscription_id": subscription,
+        "payment_status": status,
+    }
+    payments.run(settings, payment, at=at, ids=schema_ids(os.environ), echo=click.echo)
+
+
+def _invoice_subscription(settings: Settings, invoice_id: str) -> str:
+    from sinks.common.db import connect
+    from sinks.invoices.queries import find_invoices
+
+    with connect(settings.database_url, settings.database_schema, autocommit=True) as conn:
+        found = find_invoices(conn, invoice_id)
+    subscriptions = {i.invoice.external_subscription_id for i in found}
+    if len(subscriptions) != 1 or None in subscriptions:
+        raise TollgateError(
+            f"no stored invoice {invoice_id!r} with one subscription: pass --subscription"
+        )
+    (subscription,) = subscriptions
+    assert subscription is not None
+    return subscription
+
+
+for _group in SINK_COMMANDS:
+    if _group.name == "invoices" and isinstance(_group, click.Group):
+        _group.add_command(invoices_pay)
+
+
 @main.command()
 @click.option(
     "--seconds",

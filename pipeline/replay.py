@@ -27,6 +27,8 @@ _PAYLOAD_KEYS = {
     "terminate_subscription": "external_id",
     "event": "event",
     "alert": "alert",
+    "feature": "feature",
+    "invoice_payment": "invoice_payment",
 }
 
 

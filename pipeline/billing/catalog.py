@@ -7,12 +7,20 @@ breaks a rule raises `DefinitionError` and changes nothing (the shells report or
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Context, Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.billing.aggregation import AGGREGATION_TYPES
+from pipeline.billing.entitlements import (
+    Entitlement,
+    EntitlementError,
+    Feature,
+    parse_entitlements,
+    parse_feature,
+    parse_removed,
+)
 from pipeline.billing.ids import text_id
 from pipeline.billing.money import parse_amount
 from pipeline.billing.periods import BILLING_TIMES, INTERVALS
@@ -83,6 +91,7 @@ class Plan:
     thresholds: Thresholds
     charges_by_metric: Mapping[str, Charge] = field(default_factory=dict, compare=False)
     source: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
+    entitlements: tuple[Entitlement, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +133,10 @@ class SubscriptionDefinition:
     thresholds: Thresholds | None  # None: fall back to the plan's
     progressive_billing_disabled: bool
     historical_usage_amount_cents: int
+    entitlements: tuple[Entitlement, ...] = ()
+    removed_features: tuple[str, ...] = ()
+    payment_grace_seconds: int | None = None
+    max_unpaid_amount_cents: int | None = None
 
 
 class Catalog:
@@ -134,17 +147,19 @@ class Catalog:
     catalogue someone else holds.
     """
 
-    __slots__ = ("customers", "metrics", "plans")
+    __slots__ = ("customers", "features", "metrics", "plans")
 
     def __init__(self) -> None:
         self.metrics: dict[str, BillableMetric] = {}
         self.plans: dict[str, Plan] = {}
         self.customers: dict[str, Customer] = {}
+        self.features: dict[str, Feature] = {}
 
     def copy(self) -> Catalog:
         other = Catalog()
         other.metrics, other.plans = dict(self.metrics), dict(self.plans)
         other.customers = dict(self.customers)
+        other.features = dict(self.features)
         return other
 
     def customer(self, external_id: str) -> Customer:
@@ -170,7 +185,7 @@ class Catalog:
 
 # -- the one way in ----------------------------------------------------------------------------
 
-Defined = BillableMetric | Plan | Customer | SubscriptionDefinition
+Defined = BillableMetric | Plan | Customer | SubscriptionDefinition | Feature
 
 
 def apply_definition(
@@ -188,8 +203,10 @@ def apply_definition(
         old_metric = catalog.metrics.get(metric.code)
         catalog.define_metric(metric)
         return metric, old_metric
+    if kind == "feature":
+        return _apply_feature(catalog, payload)
     if kind == "plan":
-        plan = parse_plan(payload, catalog.metrics)
+        plan = parse_plan(payload, catalog.metrics, catalog.features)
         old_plan = catalog.plans.get(plan.code)
         if plan != old_plan:  # an equal plan changes nothing: the one held stays, source and all
             catalog.define_plan(plan)
@@ -202,12 +219,91 @@ def apply_definition(
         return customer, known
     if kind == "subscription":
         definition = parse_subscription(payload)
-        if definition.plan_code not in catalog.plans:
-            raise DefinitionError(
-                f"subscription {definition.external_id!r}: unknown plan {definition.plan_code!r}"
+        on_plan = catalog.plans.get(definition.plan_code)
+        what = f"subscription {definition.external_id!r}"
+        if on_plan is None:
+            raise DefinitionError(f"{what}: unknown plan {definition.plan_code!r}")
+        assert isinstance(payload, Mapping)
+        try:
+            entitlements = parse_entitlements(
+                payload.get("entitlements"), catalog.features, on_plan.charges_by_metric, what
             )
-        return definition, None
+            removed = parse_removed(payload.get("removed_features"), catalog.features, what)
+        except EntitlementError as error:
+            raise DefinitionError(str(error)) from None
+        grace = _optional_count(payload, "payment_grace_seconds", what)
+        cap = _optional_count(payload, "max_unpaid_amount_cents", what)
+        return replace(
+            definition,
+            entitlements=entitlements,
+            removed_features=removed,
+            payment_grace_seconds=grace,
+            max_unpaid_amount_cents=cap,
+        ), None
     raise DefinitionError(f"unknown record type {kind!r}")
+
+
+def _apply_feature(catalog: Catalog, payload: object) -> tuple[Defined, Defined | None]:
+    """A feature (spec §12): defined or replaced; `{"code", "deleted": true}` removes it
+    (returned as the removed feature, with no old one)."""
+    if isinstance(payload, Mapping) and payload.get("deleted") is True:
+        code = text_id(payload.get("code"))
+        old = catalog.features.get(code or "")
+        if old is None:
+            raise DefinitionError(f"feature {payload.get('code')!r}: no such feature to delete")
+        del catalog.features[old.code]
+        for plan in list(catalog.plans.values()):  # removed everywhere (spec §12)
+            if plan_entitles(plan, old.code):
+                catalog.plans[plan.code] = without_feature(plan, old.code)
+        return old, None
+    try:
+        feature = parse_feature(payload, catalog.metrics)
+    except EntitlementError as error:
+        raise DefinitionError(str(error)) from None
+    features = dict(catalog.features)
+    features[feature.code] = feature
+    for plan in catalog.plans.values():  # an update must leave every plan's entitlements valid
+        if plan_entitles(plan, feature.code):
+            try:
+                parse_entitlements(
+                    plan.source.get("entitlements"),
+                    features,
+                    plan.charges_by_metric,
+                    f"plan {plan.code!r}",
+                )
+            except EntitlementError as error:
+                raise DefinitionError(f"feature {feature.code!r} would break {error}") from None
+    old_feature = catalog.features.get(feature.code)
+    catalog.features[feature.code] = feature
+    return feature, old_feature
+
+
+def plan_entitles(plan: Plan, feature_code: str) -> bool:
+    return any(code == feature_code for code, _ in plan.entitlements)
+
+
+def without_feature(plan: Plan, feature_code: str) -> Plan:
+    """The plan with a deleted feature's entitlement taken out (its source too, so that the
+    stored plan parses again)."""
+    source = dict(plan.source)
+    listed = source.get("entitlements")
+    if isinstance(listed, list):
+        source["entitlements"] = [
+            item
+            for item in listed
+            if not (isinstance(item, Mapping) and item.get("feature_code") == feature_code)
+        ]
+    kept = tuple(item for item in plan.entitlements if item[0] != feature_code)
+    return replace(plan, entitlements=kept, source=source)
+
+
+def _optional_count(obj: Mapping[str, object], key: str, what: str) -> int | None:
+    if obj.get(key) is None:
+        return None
+    value = _cents(obj, key, what)
+    if value < 0:
+        raise DefinitionError(f"{what}: {key} must not be negative")
+    return value
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -322,7 +418,11 @@ def parse_thresholds(value: object, what: str) -> Thresholds:
     return Thresholds(tuple(fixed), recurring[0] if recurring else None)
 
 
-def parse_plan(obj: object, metrics: Mapping[str, BillableMetric]) -> Plan:
+def parse_plan(
+    obj: object,
+    metrics: Mapping[str, BillableMetric],
+    features: Mapping[str, Feature] | None = None,
+) -> Plan:
     body = _mapping(obj, "plan")
     code = _required_text(body, "code", "plan")
     what = f"plan {code!r}"
@@ -338,6 +438,10 @@ def parse_plan(obj: object, metrics: Mapping[str, BillableMetric]) -> Plan:
     thresholds = parse_thresholds(body.get("usage_thresholds") or [], what)
     pay_in_advance = _flag(body, "pay_in_advance", what, False)
     name = str(body.get("name") or code)
+    try:
+        entitlements = parse_entitlements(body.get("entitlements"), features or {}, by_metric, what)
+    except EntitlementError as error:
+        raise DefinitionError(str(error)) from None
     return Plan(
         code,
         name,
@@ -349,6 +453,7 @@ def parse_plan(obj: object, metrics: Mapping[str, BillableMetric]) -> Plan:
         thresholds,
         by_metric,
         dict(body),
+        entitlements,
     )
 
 

@@ -16,9 +16,11 @@ from typing import Any
 
 from pipeline.billing import catalog as defs
 from pipeline.billing import webhooks
+from pipeline.billing.access import overdue_at_us, report_changes
 from pipeline.billing.alerting import apply_alert, evaluate_alerts
 from pipeline.billing.catalog import Catalog, DefinitionError, applicable_thresholds
 from pipeline.billing.context import EngineSettings, StepContext
+from pipeline.billing.entitlements import PAYMENT_STATUSES
 from pipeline.billing.events import (
     EventShapeError,
     UsageEvent,
@@ -51,6 +53,8 @@ RECORD_KINDS = frozenset(
         "event",
         "tick",
         "alert",
+        "feature",
+        "invoice_payment",
     }
 )
 
@@ -100,6 +104,9 @@ class Ledger:
         # Subscriptions whose start or close raised: left as they were, not retried by this
         # ledger (a restart, i.e. a new ledger, tries again).
         self.quarantined: set[str] = set()
+        # Spec §12: when unpaid invoices become overdue, (µs, external id), a heap, and its keys.
+        self._overdue: list[tuple[int, str]] = []
+        self._overdue_keys: set[tuple[int, str]] = set()
 
     # -- the transition ------------------------------------------------------------------------
 
@@ -112,10 +119,21 @@ class Ledger:
         ctx = StepContext(self.clock or EPOCH, self.catalog, self.settings)
         with localcontext(ENGINE_CONTEXT):
             for record in records:
+                watch = bool(self.catalog.features)  # access decisions to follow (spec §12)
+                outer = ctx.touched
+                if watch:
+                    ctx.touched = set()
                 try:
                     self._step(record, ctx)
                 except Exception as error:  # a bug met before this record changed anything
                     self._contain(record, ctx, error)
+                if watch:
+                    mine = ctx.touched
+                    ctx.touched = outer
+                    outer |= mine
+                    self._report_access(record, mine, ctx)
+                elif record.kind == "feature" and self.catalog.features:
+                    self._report_access(record, set(self.subscriptions), ctx)
         return Transition(
             tuple(ctx.outputs),
             tuple(ctx.rejections),
@@ -135,6 +153,8 @@ class Ledger:
         self.clock = now
         if record.kind == "event":
             self._apply_event(record, ctx)
+        elif record.kind == "invoice_payment":
+            self._apply_payment(record, ctx)
         elif record.kind != "tick":
             self._apply_change(record, ctx)
 
@@ -157,6 +177,7 @@ class Ledger:
         """Take over a restored subscription state (the live worker after a restart)."""
         self.subscriptions[sub.external_id] = sub
         self._schedule(sub)
+        self._schedule_overdue(sub, micros(self.clock or EPOCH))
 
     # -- the clock -------------------------------------------------------------------------------
 
@@ -274,6 +295,8 @@ class Ledger:
                 _put(catalog.metrics, key, old)
             elif kind == "plan":
                 _put(catalog.plans, key, old)
+            elif kind == "feature":
+                _put(catalog.features, key, old)
             else:
                 _put(catalog.customers, key, old)
         for external_id, before in undo.subscriptions.items():
@@ -290,6 +313,9 @@ class Ledger:
         if record.kind == "alert":
             apply_alert(self.subscriptions, record.payload, ctx)
             return
+        if record.kind == "feature":
+            self._apply_feature(record.payload, ctx)
+            return
         new, old = defs.apply_definition(self.catalog, record.kind, record.payload, ctx.now)
         if isinstance(new, defs.SubscriptionDefinition):
             self._apply_subscription(new, ctx)
@@ -300,8 +326,112 @@ class Ledger:
             self._apply_plan(new, old if isinstance(old, defs.Plan) else None, ctx)
         elif isinstance(new, defs.BillableMetric):
             ctx.defined.add(("billable_metric", new.code))
-        else:
+        elif isinstance(new, defs.Customer):
             ctx.defined.add(("customer", new.external_id))
+
+    def _apply_feature(self, payload: object, ctx: StepContext) -> None:
+        """A feature defined, replaced or deleted (spec §12)."""
+        key = text_id(payload.get("code")) if isinstance(payload, Mapping) else None
+        prior = self.catalog.features.get(key or "")
+        entitling = [p for p in self.catalog.plans.values() if defs.plan_entitles(p, key or "")]
+        defs.apply_definition(self.catalog, "feature", payload, ctx.now)
+        assert key is not None  # a feature without a code is refused above
+        self._save_entry("feature", key, prior)
+        for plan in entitling:
+            if self.catalog.plans[plan.code] is not plan:  # the deleted feature taken out
+                self._save_entry("plan", plan.code, plan)
+                ctx.defined.add(("plan", plan.code))
+        ctx.defined.add(("feature", key))  # a deletion too: stored as one (state.py)
+
+    # -- payments and access (spec §12) ----------------------------------------------------------
+
+    def _apply_payment(self, record: Record, ctx: StepContext) -> None:
+        """An `invoice_payment`: a change of an unpaid invoice's payment status."""
+        payload = record.payload
+        if not isinstance(payload, Mapping):
+            self._reject(ctx, Reason.INVALID, "the payment is not a JSON object", record, None)
+            return
+        external_id = text_id(payload.get("external_subscription_id"))
+        invoice_id = text_id(payload.get("lago_invoice_id"))
+        raw_status = payload.get("payment_status")
+        status = raw_status if isinstance(raw_status, str) else ""
+        sub = self.subscriptions.get(external_id or "")
+        unpaid = sub.unpaid.get(invoice_id or "") if sub is not None else None
+        if status not in PAYMENT_STATUSES:
+            allowed = sorted(PAYMENT_STATUSES)
+            message = f"payment_status must be one of {allowed}, got {raw_status!r}"
+        elif sub is None or unpaid is None:
+            message = f"no unpaid invoice {invoice_id!r} of subscription {external_id!r}"
+        else:
+            message = ""
+        if sub is None or unpaid is None or message:
+            self._reject(ctx, Reason.INVALID, message, record, external_id)
+            return
+        if status == unpaid.status:
+            return  # the current status again: nothing to say
+        changed = replace(unpaid, status=status, changes=unpaid.changes + 1)
+        body = dict(unpaid.invoice)
+        body["payment_status"] = status
+        ctx.outputs.append(
+            webhooks.webhook(
+                "invoice.payment_status_updated",
+                "invoice",
+                body,
+                body["lago_id"],
+                changed.changes,
+                external_subscription_id=sub.external_id,
+                external_customer_id=body["customer"]["external_id"],
+            )
+        )
+        if status == "succeeded":
+            del sub.unpaid[body["lago_id"]]  # settled: no longer remembered
+        else:
+            sub.unpaid[body["lago_id"]] = changed
+        ctx.counts["payments"] += 1
+        ctx.touched.add(sub.external_id)
+
+    def _schedule_overdue(self, sub: SubscriptionState, now_us: int) -> None:
+        """Remember when each unpaid invoice of `sub` becomes overdue (once per instant)."""
+        for unpaid in sub.unpaid.values():
+            due = overdue_at_us(sub, unpaid)
+            if due is not None and due > now_us:
+                key = (due, sub.external_id)
+                if key not in self._overdue_keys:
+                    self._overdue_keys.add(key)
+                    heapq.heappush(self._overdue, key)
+
+    def _report_access(self, record: Record, touched: set[str], ctx: StepContext) -> None:
+        """After a record: `subscription.access_changed` for the pairs whose decision changed,
+        subscriptions in external id order (spec §12). A definition re-evaluates everyone."""
+        if record.kind in ("feature", "plan"):
+            touched = set(self.subscriptions)
+        now_us = ctx.now_us
+        overdue = self._overdue
+        while overdue and overdue[0][0] <= now_us:
+            key = heapq.heappop(overdue)
+            self._overdue_keys.discard(key)
+            touched.add(key[1])
+        for external_id in sorted(touched):
+            sub = self.subscriptions.get(external_id)
+            if sub is None:
+                continue
+            n_outputs, access, changes = len(ctx.outputs), dict(sub.access), sub.access_changes
+            try:
+                report_changes(sub, ctx)
+                self._schedule_overdue(sub, now_us)
+            except Exception as failure:  # a bug: this subscription's decisions stay as they were
+                del ctx.outputs[n_outputs:]
+                sub.access, sub.access_changes = access, changes
+                ctx.rejections.append(
+                    Rejection(
+                        Reason.INTERNAL_ERROR,
+                        brief(f"access decisions of {external_id!r}: {describe_error(failure)}"),
+                        record.ref,
+                        None,
+                        external_id,
+                    )
+                )
+                ctx.counts[f"rejected.{Reason.INTERNAL_ERROR.value}"] += 1
 
     def _apply_plan(self, plan: defs.Plan, old: defs.Plan | None, ctx: StepContext) -> None:
         if old == plan:
@@ -446,7 +576,7 @@ class Ledger:
         seq = sub.seq
         current, trigger, fee = sub.current, sub.trigger, sub.fees.get(code)
         invoices, progressive = sub.invoices, sub.progressive
-        n_held, n_ids = len(sub.held), len(sub.accepted_ids)
+        n_held, n_ids, n_unpaid = len(sub.held), len(sub.accepted_ids), len(sub.unpaid)
         n_outputs, ctx_counts = len(ctx.outputs), (ctx.invoices, ctx.thresholds, ctx.uncharged)
         try:
             sub.seen[transaction_id] = now_s
@@ -467,6 +597,8 @@ class Ledger:
             _put(sub.seen, transaction_id, first_seen)
             del sub.held[n_held:]
             del sub.accepted_ids[n_ids:]
+            while len(sub.unpaid) > n_unpaid:
+                sub.unpaid.popitem()  # issued by this event
             sub.seq, sub.current, sub.trigger = seq, current, trigger
             sub.invoices, sub.progressive = invoices, progressive
             del ctx.outputs[n_outputs:]

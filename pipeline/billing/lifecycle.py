@@ -198,9 +198,9 @@ def _emit_invoice(
     )
     parties = ctx.parties(sub)
     customer_id = parties.customer.external_id
-    ctx.outputs.append(
-        webhooks.invoice_created(invoice_object(invoice, parties), sub.external_id, customer_id)
-    )
+    obj = invoice_object(invoice, parties)
+    ctx.outputs.append(webhooks.invoice_created(obj, sub.external_id, customer_id))
+    sub.issued(obj, issuing_at)
     ctx.invoices += 1
     if excess > 0 and progressive is not None:
         note = credit_note_object(invoice, progressive, parties, excess, issuing_at)

@@ -24,12 +24,14 @@ from pipeline.billing.catalog import (
 )
 from pipeline.billing.invoices import ProgressiveRef
 from pipeline.billing.periods import Period
-from pipeline.billing.subscription import HeldEvent, SubscriptionState
+from pipeline.billing.subscription import HeldEvent, SubscriptionState, UnpaidInvoice
 from pipeline.billing.timestamps import EPOCH
 
 VERSION = 1  # the ledger's head and catalogue definitions
-SUBSCRIPTION_VERSION = 2  # 2: usage alerts and per-metric lifetime units (spec §11)
-_READABLE_SUBSCRIPTIONS = frozenset({1, 2})  # a version-1 state loads with neither
+# 2: usage alerts and per-metric lifetime units (spec §11); 3: unpaid invoices, access
+# decisions and entitlements (spec §12)
+SUBSCRIPTION_VERSION = 3
+_READABLE_SUBSCRIPTIONS = frozenset({1, 2, 3})  # an older state loads with none of them
 _MICRO = timedelta(microseconds=1)
 
 
@@ -74,6 +76,13 @@ def dump_subscription(sub: SubscriptionState, *, with_seen: bool = True) -> byte
         document["aln"] = sub.alert_serial
     if sub.closed_units:
         document["lu"] = {code: str(units) for code, units in sub.closed_units.items()}
+    if sub.unpaid:
+        document["up"] = [
+            [_dump_invoice(u.invoice), u.issued_us, u.total_cents, u.status, u.changes]
+            for u in sub.unpaid.values()
+        ]
+    if sub.access or sub.access_changes:
+        document["ac"] = [sub.access, sub.access_changes]
     return json.dumps(document, separators=(",", ":")).encode()
 
 
@@ -118,7 +127,16 @@ def load_subscription(data: bytes, seen: dict[str, int] | None = None) -> Subscr
         sub.alerts[alert.definition.code] = alert
     sub.alert_serial = document.get("aln", 0)
     sub.closed_units = {code: Decimal(units) for code, units in document.get("lu", {}).items()}
+    for text, issued_us, total, status, changes in document.get("up", ()):
+        invoice = json.loads(text, object_hook=_untag_decimal)
+        sub.unpaid[invoice["lago_id"]] = UnpaidInvoice(invoice, issued_us, total, status, changes)
+    if "ac" in document:
+        sub.access, sub.access_changes = dict(document["ac"][0]), document["ac"][1]
     return sub
+
+
+def _dump_invoice(invoice: dict[str, Any]) -> str:
+    return json.dumps(invoice, separators=(",", ":"), default=_tag_decimal)
 
 
 def _us(instant: datetime | None) -> int | None:
@@ -173,13 +191,18 @@ def _dump_definition(definition: SubscriptionDefinition | None) -> list[object] 
         _dump_thresholds(definition.thresholds),
         definition.progressive_billing_disabled,
         definition.historical_usage_amount_cents,
+        [[code, [list(pair) for pair in values]] for code, values in definition.entitlements],
+        list(definition.removed_features),
+        definition.payment_grace_seconds,
+        definition.max_unpaid_amount_cents,
     ]
 
 
 def _load_definition(items: list[Any] | None) -> SubscriptionDefinition | None:
     if items is None:
         return None
-    external_id, customer, plan, billing_time, at, thresholds, disabled, historical = items
+    external_id, customer, plan, billing_time, at, thresholds, disabled, historical = items[:8]
+    entitlements, removed, grace, cap = items[8:] if len(items) > 8 else ([], [], None, None)
     return SubscriptionDefinition(
         external_id,
         customer,
@@ -189,6 +212,10 @@ def _load_definition(items: list[Any] | None) -> SubscriptionDefinition | None:
         _load_thresholds(thresholds),
         disabled,
         historical,
+        tuple((code, tuple((k, v) for k, v in values)) for code, values in entitlements),
+        tuple(removed),
+        grace,
+        cap,
     )
 
 
@@ -206,7 +233,8 @@ def load_clock(data: bytes) -> datetime | None:
     return _instant(document["clock"])
 
 
-DEFINITION_KINDS = ("billable_metric", "plan", "customer")  # the order that rebuilds a catalog
+# The order that rebuilds a catalog.
+DEFINITION_KINDS = ("billable_metric", "feature", "plan", "customer")
 
 
 def dump_definition(catalog: Catalog, kind: str, key: str) -> bytes:
@@ -216,6 +244,9 @@ def dump_definition(catalog: Catalog, kind: str, key: str) -> bytes:
         document["source"] = catalog.metrics[key].source
     elif kind == "plan":
         document["source"] = catalog.plans[key].source
+    elif kind == "feature":  # a deleted feature is stored as its deletion
+        feature = catalog.features.get(key)
+        document["source"] = feature.source if feature else {"code": key, "deleted": True}
     else:
         customer = catalog.customers[key]
         document["source"], document["at"] = customer.source, _us(customer.defined_at)
@@ -232,6 +263,8 @@ def load_catalog(definitions: Iterable[bytes]) -> Catalog:
     for kind in DEFINITION_KINDS:
         for document in by_kind[kind]:
             at = _instant(document["at"]) if kind == "customer" else None
+            if kind == "feature" and document["source"].get("deleted") is True:
+                continue  # deleted: nothing to define
             apply_definition(catalog, kind, document["source"], at)
     return catalog
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from pipeline.billing.aggregation import Accumulator, accumulator_from_state
 from pipeline.billing.alerts import AlertState
@@ -35,11 +36,25 @@ class HeldEvent:
     value: Decimal | str | None
 
 
+@dataclass(frozen=True, slots=True)
+class UnpaidInvoice:
+    """An issued invoice with a total > 0 not paid yet (spec §12): the object as issued (for
+    `invoice.payment_status_updated`), its issuing instant and its payment status."""
+
+    invoice: Any  # the invoice object as issued; never changed
+    issued_us: int
+    total_cents: int
+    status: str = "pending"
+    changes: int = 0  # payment status changes so far (their webhook ids)
+
+
 class SubscriptionState:
     __slots__ = (
         "_period",
         "_subscription_at",
         "accepted_ids",
+        "access",
+        "access_changes",
         "accumulators",
         "alert_serial",
         "alerts",
@@ -66,6 +81,7 @@ class SubscriptionState:
         "status",
         "terminated_at",
         "trigger",
+        "unpaid",
     )
 
     def __init__(self, external_id: str) -> None:
@@ -102,6 +118,11 @@ class SubscriptionState:
         self.alerts: dict[str, AlertState] = {}
         self.alert_serial = 0  # alerts created so far under this external id (their ids)
         self.closed_units: dict[str, Decimal] = {}  # per metric: units of the closed periods
+        # Spec §12: unpaid invoices by lago id (settled ones leave), and per feature the last
+        # access decision reason seen for it (reported or, for a first `allowed`, not).
+        self.unpaid: dict[str, UnpaidInvoice] = {}
+        self.access: dict[str, str] = {}
+        self.access_changes = 0
 
     @property
     def subscription_at(self) -> datetime | None:
@@ -188,7 +209,16 @@ class SubscriptionState:
         }
         other.alert_serial = self.alert_serial
         other.closed_units = dict(self.closed_units)
+        other.unpaid = dict(self.unpaid)
+        other.access = dict(self.access)
+        other.access_changes = self.access_changes
         return other
+
+    def issued(self, invoice: dict[str, Any], issued_at: datetime) -> None:
+        """Track an invoice just issued: unpaid while its total is > 0 (spec §12)."""
+        total = invoice["total_amount_cents"]
+        if total > 0:
+            self.unpaid[invoice["lago_id"]] = UnpaidInvoice(invoice, micros(issued_at), total)
 
     def take_journal(self) -> tuple[list[str], list[str]]:
         """The transaction ids accepted and forgotten since the last call."""

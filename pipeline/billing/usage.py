@@ -169,9 +169,9 @@ def _issue_progressive(
     sub.progressive = ProgressiveRef(lago_id, sequential_id, sub.current)
     parties = ctx.parties(sub)
     customer_id = parties.customer.external_id
-    ctx.outputs.append(
-        webhooks.invoice_created(invoice_object(invoice, parties), sub.external_id, customer_id)
-    )
+    issued = invoice_object(invoice, parties)
+    ctx.outputs.append(webhooks.invoice_created(issued, sub.external_id, customer_id))
+    sub.issued(issued, ctx.now)
     for index, threshold in enumerate(crossed):
         obj = subscription_object(sub, ctx)
         obj["usage_threshold"] = threshold_object(threshold)

@@ -63,7 +63,7 @@ def run(
     `check_only` validates the file by itself (no Kafka: a plan must find its metrics in the
     same file) and publishes nothing.
     """
-    when = _instant(at)
+    when = applies_at(at)
     definitions = load_catalog_file(path)
     counts = dict(count_by_kind(definitions))
     listed = ", ".join(f"{count} {section}" for section, count in counts.items())
@@ -88,7 +88,8 @@ def run(
     return counts
 
 
-def _instant(at: datetime | str | None) -> datetime:
+def applies_at(at: datetime | str | None) -> datetime:
+    """`--at`: an ISO instant (or a datetime), or now."""
     if at is None:
         return datetime.now(UTC)
     try:

@@ -1,8 +1,10 @@
 """Catalogue files for `tollgate catalog apply`: loading (YAML or JSON) and validation.
 
-A file is one object with optional lists, applied in this order: `billable_metrics`, `plans`
-(with `charges` and `usage_thresholds`), `customers`, `subscriptions` (which may override
-their plan's `usage_thresholds`) and `alerts` (usage alerts of those subscriptions, spec §11),
+A file is one object with optional lists, applied in this order: `billable_metrics`,
+`features` (spec §12), `plans` (with `charges`, `usage_thresholds` and `entitlements`),
+`customers`, `subscriptions` (which may override their plan's `usage_thresholds` and
+`entitlements`, remove features and set payment terms) and `alerts` (usage alerts of those
+subscriptions, spec §11),
 every item a Lago object (spec §1). Validation runs the
 engine's own parsers over the whole file, with a `Catalog` built as it goes, so a plan sees the
 metrics before it; any problem refuses the whole file, and each problem names where it is
@@ -30,6 +32,7 @@ from pipeline.wire.jsontext import loads
 
 SECTIONS: Final = (
     ("billable_metrics", "billable_metric"),
+    ("features", "feature"),
     ("plans", "plan"),
     ("customers", "customer"),
     ("subscriptions", "subscription"),
@@ -39,6 +42,7 @@ SECTIONS: Final = (
 
 KEY_FIELDS: Final = {
     "billable_metric": "code",
+    "feature": "code",
     "plan": "code",
     "customer": "external_id",
     "subscription": "external_id",

@@ -2,8 +2,8 @@
 
 Each timeline line is read with `pipeline.replay.parse_record`, exactly as `tollgate replay`
 reads it, and sent with its `at` as the Kafka timestamp: definitions to the catalog topic and
-every usage-events partition, subscriptions and terminations keyed by external id, alerts keyed
-by their external subscription id, events keyed
+every usage-events partition, subscriptions and terminations keyed by external id, alerts and
+invoice payments keyed by their external subscription id, events keyed
 by external subscription id (Avro when it carries the event exactly, else JSON; an event given
 as a raw string goes out as those very bytes), ticks to every partition. A line without `type`
 and `at` is a plain Lago event, sent with the time of sending.
@@ -55,6 +55,7 @@ class FeedStats:
     definitions: int = 0
     subscriptions: int = 0  # upserts and terminations
     alerts: int = 0  # usage alert records
+    payments: int = 0  # invoice payment records
     ticks: int = 0  # tick records of the file
     clock_ticks: int = 0  # ticks added before a clock advance, and the last one
     json_fallbacks: int = 0  # events sent as JSON because Avro would not carry them exactly
@@ -65,6 +66,7 @@ class FeedStats:
         return (
             f"{self.records} records (events: {self.events}, definitions: {self.definitions}, "
             f"subscription records: {self.subscriptions}, alerts: {self.alerts}, "
+            f"payments: {self.payments}, "
             f"ticks: {self.ticks}), "
             f"clock ticks added: {self.clock_ticks}, problems: {self.problems}"
         )
@@ -165,6 +167,9 @@ class Feeder:
         elif kind == "alert":
             self.producer.send_alert(payload, at=at)
             self.stats.alerts += 1
+        elif kind == "invoice_payment":
+            self.producer.send_payment(payload, at=at)
+            self.stats.payments += 1
         else:
             self.producer.send_definition(kind, payload, at)
             self.stats.definitions += 1

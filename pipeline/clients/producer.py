@@ -39,12 +39,14 @@ from pipeline.wire import (
     AlertRecord,
     CatalogKind,
     CatalogRecord,
+    PaymentRecord,
     SchemaIds,
     SubscriptionRecord,
     WireError,
     dumps,
     encode_alert_record,
     encode_catalog_record,
+    encode_payment_record,
     encode_subscription_record,
     encode_tick,
     encode_usage_event,
@@ -53,7 +55,12 @@ from pipeline.wire import (
 from pipeline.wire.records import id_text
 
 CATALOG_KINDS: Final[tuple[str, ...]] = get_args(CatalogKind)
-KEY_FIELDS: Final = {"billable_metric": "code", "plan": "code", "customer": "external_id"}
+KEY_FIELDS: Final = {
+    "billable_metric": "code",
+    "plan": "code",
+    "customer": "external_id",
+    "feature": "code",
+}
 """The field of each catalogue definition that names it (its key on the catalog topic)."""
 
 __all__ = [
@@ -222,13 +229,34 @@ class UsageProducer:
         if not isinstance(alert, Mapping):
             raise WireError(INVALID, f"an alert must be an object, got {alert!r}")
         record = AlertRecord.of(alert)
+        self._send_keyed(record.external_subscription_id, "alert", record.alert, at)
+
+    def send_payment(self, payment: Mapping[str, Any], *, at: datetime | None = None) -> None:
+        """A change of an invoice's payment status (spec §12): `{lago_invoice_id,
+        external_subscription_id, payment_status}`, keyed by the subscription. Avro, or
+        `{"invoice_payment": {...}}` as JSON (as `send_alert`)."""
+        if not isinstance(payment, Mapping):
+            raise WireError(INVALID, f"a payment must be an object, got {payment!r}")
+        record = PaymentRecord.of(payment)
+        self._send_keyed(record.external_subscription_id, "invoice_payment", record.payment, at)
+
+    def _send_keyed(
+        self, key: str | None, kind: str, obj: dict[str, Any], at: datetime | None
+    ) -> None:
+        """An alert or payment record to the usage-events topic, keyed by its subscription:
+        Avro, or `{kind: obj}` as JSON when configured so or when Avro cannot carry it."""
         try:
-            value = encode_alert_record(record, ids=self.schema_ids) if self.avro else None
+            value = self._encode_keyed(kind, obj) if self.avro else None
         except WireError:
             value = None
         if value is None:
-            value = json_bytes({"alert": record.alert}, "alert")
-        self._produce(self.topics.usage_events, value, record.external_subscription_id, at)
+            value = json_bytes({kind: obj}, kind)
+        self._produce(self.topics.usage_events, value, key, at)
+
+    def _encode_keyed(self, kind: str, obj: dict[str, Any]) -> bytes:
+        if kind == "alert":
+            return encode_alert_record(AlertRecord.of(obj), ids=self.schema_ids)
+        return encode_payment_record(PaymentRecord.of(obj), ids=self.schema_ids)
 
     def send_definition(
         self, kind: str, definition: Mapping[str, Any], at: datetime | None = None

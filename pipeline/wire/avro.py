@@ -31,6 +31,7 @@ SCHEMA_NAMES: Final = (
     "dead_letter",
     "usage_batch",
     "alert_record",
+    "invoice_payment_record",
 )
 SCHEMA_IDS_ENV: Final = "TOLLGATE_SCHEMA_IDS"
 DEFAULT_MAX_BYTES: Final = 1 << 20
@@ -89,6 +90,7 @@ DEFAULT_SCHEMA_IDS: Final = SchemaIds.from_mapping(
         "dead_letter": 6,
         "usage_batch": 7,
         "alert_record": 8,
+        "invoice_payment_record": 9,
     }
 )
 

@@ -29,6 +29,7 @@ from pipeline.wire.records import (
     CatalogRecord,
     DeadLetter,
     OutputRecord,
+    PaymentRecord,
     SubscriptionAction,
     SubscriptionRecord,
     Tick,
@@ -166,7 +167,7 @@ def decode_subscriptions_topic(
 
 def decode_ledger_input(
     data: bytes | None, *, ids: SchemaIds = DEFAULT_SCHEMA_IDS, max_bytes: int = DEFAULT_MAX_BYTES
-) -> dict[str, Any] | Tick | SubscriptionRecord | CatalogRecord | AlertRecord:
+) -> dict[str, Any] | Tick | SubscriptionRecord | CatalogRecord | AlertRecord | PaymentRecord:
     """Anything the usage-events topic carries, in the one order the worker applies it: usage
     events (Avro or JSON), clock ticks, subscription and alert records, and catalog records
     (written to every partition so that each partition applies a definition at a definite
@@ -176,8 +177,18 @@ def decode_ledger_input(
         inner = event.get("alert")
         if len(event) == 1 and isinstance(inner, dict):
             return AlertRecord.of(inner)
+        payment = event.get("invoice_payment")
+        if len(event) == 1 and isinstance(payment, dict):
+            return PaymentRecord.of(payment)
         return event
-    accept = ("usage_event", "clock_tick", "subscription_record", "catalog_record", "alert_record")
+    accept = (
+        "usage_event",
+        "clock_tick",
+        "subscription_record",
+        "catalog_record",
+        "alert_record",
+        "invoice_payment_record",
+    )
     schema_name, record = decode(data, ids=ids, accept=accept, max_bytes=max_bytes)
     if schema_name == "clock_tick":
         return Tick(record["source"])
@@ -187,7 +198,33 @@ def decode_ledger_input(
         return _catalog_from_avro(record)
     if schema_name == "alert_record":
         return _alert_from_avro(record)
+    if schema_name == "invoice_payment_record":
+        return PaymentRecord(record["external_subscription_id"], dict(record))
     return _event_from_avro((schema_name, record))
+
+
+def encode_payment_record(record: PaymentRecord, *, ids: SchemaIds = DEFAULT_SCHEMA_IDS) -> bytes:
+    """`WireError("invalid")` when a field is not text (JSON carries such a payment to the
+    engine, which refuses it)."""
+    payment = record.payment
+    status = payment.get("payment_status")
+    if not isinstance(status, str):
+        raise WireError(INVALID, f"payment_status must be a string, got {status!r}")
+    value = {
+        "lago_invoice_id": id_text(payment.get("lago_invoice_id"), "lago_invoice_id"),
+        "external_subscription_id": id_text(
+            payment.get("external_subscription_id"), "external_subscription_id"
+        ),
+        "payment_status": status,
+    }
+    return encode("invoice_payment_record", value, ids=ids)
+
+
+def decode_payment_record(
+    data: bytes | None, *, ids: SchemaIds = DEFAULT_SCHEMA_IDS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> PaymentRecord:
+    _, record = decode(data, ids=ids, accept=("invoice_payment_record",), max_bytes=max_bytes)
+    return PaymentRecord(record["external_subscription_id"], dict(record))
 
 
 def encode_alert_record(record: AlertRecord, *, ids: SchemaIds = DEFAULT_SCHEMA_IDS) -> bytes:

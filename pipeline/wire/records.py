@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pipeline.wire.errors import INVALID, WireError
 
-CatalogKind = Literal["billable_metric", "plan", "customer"]
+CatalogKind = Literal["billable_metric", "plan", "customer", "feature"]
 SubscriptionAction = Literal["upsert", "terminate"]
 
 
@@ -67,13 +67,24 @@ class AlertRecord:
 
     @classmethod
     def of(cls, alert: Mapping[str, Any]) -> AlertRecord:
-        subscription = alert.get("external_subscription_id")
-        valid = isinstance(subscription, str | int) and not isinstance(subscription, bool)
-        return cls(str(subscription) if valid else None, dict(alert))
+        return cls(subscription_key(alert), dict(alert))
 
     @property
     def deleted(self) -> bool:
         return self.alert.get("deleted") is True
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    """A change of an invoice's payment status (spec §12): the timeline's `invoice_payment`
+    object `{lago_invoice_id, external_subscription_id, payment_status}`."""
+
+    external_subscription_id: str | None  # the partition key; None if the object has none
+    payment: dict[str, Any]
+
+    @classmethod
+    def of(cls, payment: Mapping[str, Any]) -> PaymentRecord:
+        return cls(subscription_key(payment), dict(payment))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +166,14 @@ class UsageBatch:
     @property
     def last_offset(self) -> int:
         return self.messages[-1].offset if self.messages else self.from_offset - 1
+
+
+def subscription_key(obj: Mapping[str, Any]) -> str | None:
+    """The partition key of a record about one subscription: its `external_subscription_id`
+    as text, or None when it has no usable one (the engine then refuses the record)."""
+    subscription = obj.get("external_subscription_id")
+    valid = isinstance(subscription, str | int) and not isinstance(subscription, bool)
+    return str(subscription) if valid else None
 
 
 def catalog_key(kind: CatalogKind, key: str) -> str:

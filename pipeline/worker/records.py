@@ -13,6 +13,7 @@ from pipeline.billing.engine import Record
 from pipeline.wire import (
     AlertRecord,
     CatalogRecord,
+    PaymentRecord,
     SchemaIds,
     SubscriptionRecord,
     Tick,
@@ -72,6 +73,9 @@ def decode_message(message: InputMessage, ids: SchemaIds, max_bytes: int) -> Dec
         return Decoded(Record(at, value.kind, value.definition, ref), None)
     if isinstance(value, AlertRecord):
         return Decoded(Record(at, "alert", value.alert, ref), value.external_subscription_id)
+    if isinstance(value, PaymentRecord):
+        subscription_id = value.external_subscription_id
+        return Decoded(Record(at, "invoice_payment", value.payment, ref), subscription_id)
     subscription = value.get("external_subscription_id")
     return Decoded(
         Record(at, "event", value, ref), str(subscription) if subscription is not None else None

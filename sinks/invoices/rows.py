@@ -48,7 +48,17 @@ class CreditNoteRow:
     credit_note: Row
 
 
-def rows_for(item: Consumed) -> InvoiceRows | CreditNoteRow | None:
+@dataclass(frozen=True, slots=True)
+class PaymentStatusRow:
+    """An `invoice.payment_status_updated` (spec §12): the stored invoice's new payment status
+    and its body as the webhook carried it (the invoice as issued, with that status)."""
+
+    lago_id: uuid.UUID
+    payment_status: str
+    body: str
+
+
+def rows_for(item: Consumed) -> InvoiceRows | CreditNoteRow | PaymentStatusRow | None:
     """The rows an output adds to the invoice tables (None: other webhook types)."""
     record = item.record
     try:
@@ -56,6 +66,10 @@ def rows_for(item: Consumed) -> InvoiceRows | CreditNoteRow | None:
             return invoice_rows(item)
         if record.webhook_type == "credit_note.created":
             return credit_note_row(item)
+        if record.webhook_type == "invoice.payment_status_updated":
+            invoice = _object(record.body, "invoice")
+            status = _text(invoice, "payment_status")
+            return PaymentStatusRow(_uuid(invoice, "lago_id"), status, dumps(invoice))
     except (KeyError, TypeError, ValueError, InvalidOperation) as error:
         raise Unstorable(f"{record.webhook_type} {record.id}: {_explain(error)}") from None
     return None

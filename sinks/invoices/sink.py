@@ -1,6 +1,6 @@
 """`tollgate sink invoices`: store invoice.created, credit_note.created and alert.triggered
 outputs in PostgreSQL (invoices, invoice_fees, applied_usage_thresholds, credit_notes,
-triggered_alerts).
+triggered_alerts), and apply invoice.payment_status_updated to the stored invoice.
 
 Each batch is one transaction: per table, COPY into a temporary table then
 ``INSERT ... SELECT ... ON CONFLICT (key) DO NOTHING`` (about 1.5 times as fast as pipelined
@@ -31,6 +31,7 @@ from sinks.invoices.rows import (
     INVOICE_AMOUNTS,
     CreditNoteRow,
     InvoiceRows,
+    PaymentStatusRow,
     Row,
     rows_for,
 )
@@ -73,7 +74,7 @@ _TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("triggered_alerts", "webhook_id", TRIGGERED_ALERT_COLUMNS),
 )  # fmt: skip
 
-Stored = InvoiceRows | CreditNoteRow | TriggeredAlertRow
+Stored = InvoiceRows | CreditNoteRow | TriggeredAlertRow | PaymentStatusRow
 
 
 class InvoiceWriter:
@@ -92,6 +93,10 @@ class InvoiceWriter:
             if rows[table]:
                 inserted[table] = copy_insert(conn, table, conflict, columns, rows[table])
                 attempted[table] = len(rows[table])
+        payments = [item for item in items if isinstance(item, PaymentStatusRow)]
+        if payments:  # after the inserts, in batch order: an invoice's later status wins
+            inserted["payment_status_updates"] = update_payment_statuses(conn, payments)
+            attempted["payment_status_updates"] = len(payments)
         return Written(inserted, attempted)
 
 
@@ -105,9 +110,25 @@ def split_rows(items: Sequence[Stored]) -> dict[str, list[Row]]:
             rows["applied_usage_thresholds"].extend(item.thresholds)
         elif isinstance(item, CreditNoteRow):
             rows["credit_notes"].append(item.credit_note)
+        elif isinstance(item, PaymentStatusRow):
+            continue  # an update, not a row: `update_payment_statuses`
         else:
             rows["triggered_alerts"].append(item.triggered_alert)
     return rows
+
+
+def update_payment_statuses(conn: Connection, payments: Sequence[PaymentStatusRow]) -> int:
+    """The stored invoices' payment status and body, in batch order; returns the invoices
+    found (an invoice not stored, e.g. from before this sink, is left alone)."""
+    updated = 0
+    with conn.cursor() as cursor:
+        for payment in payments:
+            cursor.execute(
+                "UPDATE invoices SET payment_status = %s, body = %s::jsonb WHERE lago_id = %s",
+                (payment.payment_status, payment.body, payment.lago_id),
+            )
+            updated += max(cursor.rowcount, 0)
+    return updated
 
 
 def copy_insert(

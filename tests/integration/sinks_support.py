@@ -133,11 +133,12 @@ def stack_slice(
             future.result()
 
 
-def outputs_of(*timelines: str) -> list[OutputRecord]:
-    """The outputs replaying each example timeline gives, as the worker publishes them."""
+def outputs_of(*timelines: str, folder: Path = EXAMPLES) -> list[OutputRecord]:
+    """The outputs replaying each example timeline (or one of `folder`) gives, as the worker
+    publishes them."""
     records: list[OutputRecord] = []
     for name in timelines:
-        with (EXAMPLES / name).open(encoding="utf-8") as lines:
+        with (folder / name).open(encoding="utf-8") as lines:
             records += [_record(item) for item in replay(lines) if isinstance(item, Output)]
     return records
 

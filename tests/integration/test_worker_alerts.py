@@ -105,3 +105,35 @@ def test_the_scenario_timeline_and_alerts_sent_as_json(deployment: Deployment):
     wait_caught_up(deployment)
     live = {record.id: dumps(record.body) for record in deployment.outputs()}
     assert live == dict(replayed(lines))
+
+
+def test_entitlements_and_payments_through_the_live_worker_as_replay(deployment: Deployment):
+    """Spec §12 live: features broadcast, payments keyed by subscription; one subscription walks
+    inactive → allowed → quota_exhausted → payment_overdue after its grace (a clock tick) →
+    back when paid → allowed at the next period, with the very bodies and ids of replay."""
+    lines = (SCENARIOS / "entitlements_access.jsonl").read_text().splitlines()
+    feed_lines(deployment, lines)
+    deployment.start_worker()
+    wait_caught_up(deployment)
+    outputs = {record.id: dumps(record.body) for record in deployment.outputs()}
+    # An event.error's id names where its record was (a line here, an offset there): compared
+    # by body; every other output by id and body.
+    live = {k: v for k, v in outputs.items() if '"event.error"' not in v}
+    expected = {k: v for k, v in replayed(lines) if '"event.error"' not in v}
+    assert live == expected, f"{len(live)} live vs {len(expected)} replayed\n{deployment.logs()}"
+    errors = sorted(v for v in outputs.values() if '"event.error"' in v)
+    assert errors == sorted(v for _, v in replayed(lines) if '"event.error"' in v)
+    assert len(errors) == 2
+    api = [
+        json.loads(body)["access"]["reason"]
+        for body in expected.values()
+        if '"subscription.access_changed"' in body and '"feature_code":"api"' in body
+    ]
+    assert api == [
+        "subscription_inactive",
+        "allowed",
+        "quota_exhausted",
+        "payment_overdue",
+        "quota_exhausted",
+        "allowed",
+    ]

@@ -203,7 +203,7 @@ def test_an_unquoted_price_gets_a_hint() -> None:
     assert problem.endswith("(write amounts and rates as quoted strings: '0.5')")
 
 
-LISTS = "billable_metrics, plans, customers, subscriptions, alerts"
+LISTS = "billable_metrics, features, plans, customers, subscriptions, alerts"
 
 
 @pytest.mark.parametrize(
@@ -253,7 +253,8 @@ def test_catalog_apply_check_validates_without_a_broker(tmp_path: Path) -> None:
     valid = runner.invoke(main, ["catalog", "apply", "--check", str(EXAMPLE)])
     assert valid.exit_code == 0, valid.output
     assert valid.stdout == (
-        f"{EXAMPLE}: valid (2 billable_metrics, 3 plans, 2 customers, 3 subscriptions, "
+        f"{EXAMPLE}: valid (2 billable_metrics, 0 features, 3 plans, 2 customers, "
+        "3 subscriptions, "
         "3 alerts); "
         "nothing published\n"
     )
@@ -307,3 +308,39 @@ def test_an_alert_may_name_a_subscription_defined_elsewhere_and_keys_are_per_sub
     definitions = parse_catalog_text(text)
     validate_definitions(definitions)
     assert [d.key for d in definitions if d.kind == "alert"] == ["other/a", "sub-1/a"]
+
+
+FEATURES = """\
+billable_metrics:
+  - {code: tokens, aggregation_type: sum_agg, field_name: tokens}
+features:
+  - code: api
+    privileges: [{code: max_tokens, value_type: integer}]
+    quota: {billable_metric_code: tokens, privilege_code: max_tokens}
+plans:
+  - code: p
+    interval: monthly
+    amount_currency: USD
+    charges:
+      - {billable_metric_code: tokens, charge_model: standard, properties: {amount: '0.01'}}
+    entitlements:
+      - {feature_code: api, privileges: {max_tokens: 1000}}
+subscriptions:
+  - external_id: s1
+    external_customer_id: c1
+    plan_code: p
+    entitlements: [{feature_code: api, privileges: {max_tokens: '5000'}}]
+    payment_grace_seconds: 86400
+    max_unpaid_amount_cents: 100000
+"""
+
+
+def test_features_and_entitlements_are_applied_before_plans_and_checked() -> None:
+    definitions = parse_catalog_text(FEATURES)
+    assert [d.kind for d in definitions] == ["billable_metric", "feature", "plan", "subscription"]
+    catalog = validate_definitions(definitions)
+    assert catalog.plans["p"].entitlements == (("api", (("max_tokens", 1000),)),)
+    bad = FEATURES.replace("max_tokens: 1000", "max_tokens: lots")
+    problem, then = problems(bad)
+    assert problem.startswith("plans[0] (line 8): plan 'p': api.max_tokens: 'lots' is not a valid")
+    assert then.startswith("subscriptions[0]") and "unknown plan 'p'" in then

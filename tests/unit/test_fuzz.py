@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.billing.engine import Ledger, Record, Transition
+from pipeline.billing.ids import invoice_id, subscription_id
 from pipeline.billing.state import (
     DEFINITION_KINDS,
     dump_definition,
@@ -259,7 +260,19 @@ timezones = (
 
 @st.composite
 def hostile_definitions(draw: st.DrawFn) -> tuple[str, Any]:
-    kind = draw(st.sampled_from(["plan", "customer", "subscription", "billable_metric"]))
+    kinds = ["plan", "customer", "subscription", "billable_metric", "feature", "invoice_payment"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "feature":
+        return kind, draw(hostile_features())
+    if kind == "invoice_payment":
+        sub = draw(st.sampled_from(SUBSCRIPTIONS) | anything)
+        invoice = invoice_id(subscription_id(str(sub), 1), draw(st.integers(1, 4)))
+        payment: Any = {
+            "lago_invoice_id": draw(st.just(invoice) | anything),
+            "external_subscription_id": sub,
+            "payment_status": draw(st.sampled_from(["pending", "succeeded", "failed"]) | anything),
+        }
+        return kind, payment
     if kind == "plan":
         plan: Any = {
             "code": draw(st.sampled_from(["p", "q"])),
@@ -270,6 +283,8 @@ def hostile_definitions(draw: st.DrawFn) -> tuple[str, Any]:
             "charges": draw(st.lists(hostile_charge(), max_size=3)),
             "usage_thresholds": draw(thresholds),
         }
+        if draw(st.booleans()):
+            plan["entitlements"] = draw(hostile_entitlements())
         return kind, plan
     if kind == "customer":
         customer: Any = {
@@ -290,8 +305,51 @@ def hostile_definitions(draw: st.DrawFn) -> tuple[str, Any]:
         }
         if draw(st.booleans()):
             subscription["subscription_at"] = draw(timestamps)
+        if draw(st.booleans()):
+            subscription["entitlements"] = draw(hostile_entitlements())
+            subscription["removed_features"] = draw(st.lists(st.sampled_from(["f", "g"])))
+            subscription["payment_grace_seconds"] = draw(st.sampled_from([0, 3600]) | numbers)
+            subscription["max_unpaid_amount_cents"] = draw(st.sampled_from([0, 500]) | numbers)
         return kind, subscription
     return kind, {**draw(st.sampled_from(METRICS)), "name": draw(anything)}
+
+
+@st.composite
+def hostile_features(draw: st.DrawFn) -> Any:
+    if draw(st.integers(0, 5)) == 0:
+        return {"code": draw(st.sampled_from(["f", "g"])), "deleted": True}
+    privileges = [
+        {"code": "n", "value_type": "integer"},
+        {"code": "s", "value_type": "select", "config": {"select_options": ["a", "b"]}},
+        {"code": draw(st.sampled_from(["b", "n"])), "value_type": draw(anything)},
+    ]
+    feature: Any = {
+        "code": draw(st.sampled_from(["f", "g"]) | anything),
+        "privileges": draw(st.lists(st.sampled_from(privileges), max_size=3)),
+    }
+    if draw(st.booleans()):
+        feature["quota"] = {
+            "billable_metric_code": draw(st.sampled_from(["calls", "tokens", "nope"])),
+            "privilege_code": draw(st.sampled_from(["n", "s"])),
+        }
+    return feature
+
+
+@st.composite
+def hostile_entitlements(draw: st.DrawFn) -> Any:
+    value = st.sampled_from([0, 3, 10**6, "12", "a", True]) | anything
+    return draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "feature_code": st.sampled_from(["f", "g"]) | anything,
+                    "privileges": st.dictionaries(st.sampled_from(["n", "s", "b"]), value),
+                }
+            ),
+            max_size=2,
+        )
+        | anything
+    )
 
 
 def base_records() -> list[Record]:
@@ -322,6 +380,13 @@ def base_records() -> list[Record]:
         "usage_thresholds": [{"amount_cents": 300}, {"amount_cents": 500, "recurring": True}],
     }  # fmt: skip
     records = [Record(START, "billable_metric", m, f"m:{m['code']}") for m in METRICS]
+    feature = {  # spec §12: a metered feature, so every record also exercises access decisions
+        "code": "f",
+        "privileges": [{"code": "n", "value_type": "integer"}],
+        "quota": {"billable_metric_code": "calls", "privilege_code": "n"},
+    }
+    records.append(Record(START, "feature", feature, "feature:f"))
+    plan["entitlements"] = [{"feature_code": "f", "privileges": {"n": 5}}]
     records.append(Record(START, "plan", plan, "plan:p"))
     records.append(Record(START, "plan", {**plan, "code": "q", "interval": "weekly"}, "plan:q"))
     records.append(Record(START, "customer", {"external_id": "c1", "timezone": "Asia/Tokyo"}))
@@ -373,6 +438,7 @@ def _check(records: list[Record], transitions: list[Transition], ledger: Ledger)
     catalog = ledger.catalog
     keys = {
         "billable_metric": catalog.metrics,
+        "feature": catalog.features,
         "plan": catalog.plans,
         "customer": catalog.customers,
     }

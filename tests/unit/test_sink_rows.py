@@ -14,7 +14,7 @@ from pipeline.billing.webhooks import Output
 from pipeline.replay import replay
 from pipeline.wire import OutputRecord, loads
 from sinks.common.consumer import Consumed, Unstorable
-from sinks.invoices.rows import CreditNoteRow, InvoiceRows, rows_for
+from sinks.invoices.rows import CreditNoteRow, InvoiceRows, PaymentStatusRow, rows_for
 from sinks.invoices.sink import split_rows
 from sinks.render import money, table
 from sinks.webhooks.retry import outcome
@@ -24,8 +24,8 @@ AT = datetime(2025, 6, 1, tzinfo=UTC)
 SCHEDULE = (0.0, 5.0, 300.0)
 
 
-def _consumed(name: str) -> list[Consumed]:
-    with (EXAMPLES / name).open(encoding="utf-8") as lines:
+def _consumed(name: str, folder: Path = EXAMPLES) -> list[Consumed]:
+    with (folder / name).open(encoding="utf-8") as lines:
         outputs = [item for item in replay(lines) if isinstance(item, Output)]
     return [
         Consumed(
@@ -142,3 +142,24 @@ def test_money_and_tables() -> None:
         "x       1.00",
         "long   10.50",
     ]
+
+
+def test_a_payment_status_update_becomes_an_update_of_the_stored_invoice() -> None:
+    scenarios = Path(__file__).resolve().parents[1] / "scenarios"
+    consumed = _consumed("entitlements_access.jsonl", scenarios)
+    updates = [c for c in consumed if c.record.webhook_type == "invoice.payment_status_updated"]
+    rows = [rows_for(c) for c in updates]
+    assert [(type(r).__name__, getattr(r, "payment_status", None)) for r in rows] == [
+        ("PaymentStatusRow", "failed"),
+        ("PaymentStatusRow", "succeeded"),
+    ]
+    first = rows[0]
+    assert isinstance(first, PaymentStatusRow)
+    invoice = updates[0].record.body["invoice"]
+    assert first.lago_id == uuid.UUID(invoice["lago_id"])
+    assert loads(first.body) == invoice
+    assert all(not r for r in split_rows([first]).values())  # no rows inserted: an update
+    broken = copy.deepcopy(updates[0])
+    del broken.record.body["invoice"]["payment_status"]
+    with pytest.raises(Unstorable):
+        rows_for(broken)

@@ -403,6 +403,7 @@ def test_default_schema_ids_are_fixed() -> None:
         "dead_letter": 6,
         "usage_batch": 7,
         "alert_record": 8,
+        "invoice_payment_record": 9,
     }
 
 
