@@ -100,3 +100,7 @@ bench-sinks: stack-up ## Sink throughput: invoices stored and webhooks delivered
 .PHONY: bench-pipeline
 bench-pipeline: install stack-up ## Intake + worker: sustained events/s (1,000 and 100,000 subscriptions), ceiling, p50/p99
 	$(BIN)/python -m benchmarks pipeline
+
+.PHONY: bench-api
+bench-api: install stack-up ## HTTP API: access checks/s, p50/p99 local and forwarded, while events stream in
+	$(BIN)/python -m benchmarks api

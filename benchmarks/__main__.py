@@ -1,9 +1,10 @@
 """Every benchmark runs one way: `python -m benchmarks NAME [options]` (or `make bench-NAME`).
 
-NAME is `core`, `sinks` or `pipeline` (benchmarks/bench_NAME.py, each with a `main(argv)`); the
-options are the benchmark's own (`python -m benchmarks core --help`). The engine TOLLGATE_ENGINE
-asks for is chosen first, before the benchmark imports `pipeline.billing`. The last line each
-benchmark prints is one JSON object. Benchmarks run from a checkout: they are not installed.
+NAME is `core`, `sinks`, `pipeline` or `api` (benchmarks/bench_NAME.py, each with a
+`main(argv)`); the options are the benchmark's own (`python -m benchmarks core --help`). The
+engine TOLLGATE_ENGINE asks for is chosen first, before the benchmark imports
+`pipeline.billing`. The last line each benchmark prints is one JSON object. Benchmarks run from
+a checkout: they are not installed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 from pipeline.tooling import compiled_engine
 
-NAMES = ("core", "sinks", "pipeline")
+NAMES = ("core", "sinks", "pipeline", "api")
 
 
 def main(argv: list[str]) -> int:

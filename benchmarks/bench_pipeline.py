@@ -219,6 +219,7 @@ class Bench:
             "TOLLGATE_WORKER_STORE": "rocksdb://",
             "TOLLGATE_RUN_DIR": str(run_dir),
             "TOLLGATE_METRICS_PORT": str(free_port()),
+            "TOLLGATE_API_PORT": str(free_port()),
         }
         if partitions is not None:
             env["TOLLGATE_PARTITIONS"] = str(partitions)

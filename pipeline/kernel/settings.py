@@ -17,6 +17,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +209,62 @@ class Settings:
             "Address the metrics and health endpoints listen on: loopback by default; "
             "`0.0.0.0` in a container, for Prometheus and the orchestrator's probes.",
             _listen_address,
+        ),
+    )
+
+    api_port: int = field(
+        default=8000,
+        metadata=variable(
+            "API_PORT",
+            "Port of the worker's HTTP API (Lago's paths: events in; usage, entitlements, "
+            "alerts and access decisions out). Every worker serves it; printed at start.",
+            port,
+        ),
+    )
+    api_host: str = field(
+        default="127.0.0.1",
+        metadata=variable(
+            "API_HOST",
+            "Address the HTTP API listens on: loopback by default; `0.0.0.0` in a container, "
+            "so that clients and the other workers (forwarded reads) reach it.",
+            _listen_address,
+        ),
+    )
+    api_url: str = field(
+        default="",
+        metadata=variable(
+            "API_URL",
+            "URL at which the other workers reach this worker's API, for reads they forward "
+            "to the owner of a subscription's partition. Default: `http://<TOLLGATE_API_HOST, "
+            "or the host name when that is 0.0.0.0>:<TOLLGATE_API_PORT>`.",
+            matching(r"https?://[A-Za-z0-9._\[\]:-]+(:[0-9]{1,5})?/?", "an http://host:port URL"),
+        ),
+    )
+    api_keys: str = field(
+        default="",
+        repr=False,  # secrets: never in a log line or a traceback
+        metadata=variable(
+            "API_KEYS",
+            "API keys accepted by the HTTP API (`Authorization: Bearer <key>`), "
+            "comma-separated. Empty: every request is refused with 401.",
+            matching(r"[A-Za-z0-9._~+/=:,-]*", "comma-separated keys of letters, digits, ._~+/=:-"),
+        ),
+    )
+    api_max_body_bytes: int = field(
+        default=1 << 20,
+        metadata=variable(
+            "API_MAX_BODY_BYTES",
+            "Largest request body the HTTP API reads; a larger one is refused with 413.",
+            _message_bytes,
+        ),
+    )
+    api_publish_timeout: float = field(
+        default=10.0,
+        metadata=variable(
+            "API_PUBLISH_TIMEOUT",
+            "Seconds the API waits for the broker to acknowledge what a request publishes "
+            "before it answers 503 (a client retry with the same transaction id is harmless).",
+            _up_to_a_minute,
         ),
     )
 
@@ -463,6 +520,23 @@ class Settings:
     def state_dir(self) -> Path:
         """Local worker state (tables, checkpoints); `tollgate dev reset` empties it."""
         return self.run_dir / "state"
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        """The accepted API keys (TOLLGATE_API_KEYS split at commas, blanks dropped)."""
+        return tuple(key for key in (part.strip() for part in self.api_keys.split(",")) if key)
+
+    @property
+    def api_base_url(self) -> str:
+        """Where the other workers reach this worker's API (TOLLGATE_API_URL or derived)."""
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        host = self.api_host
+        if host in ("0.0.0.0", "::"):
+            host = socket.gethostname()
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"
 
     @property
     def kafka_host(self) -> str:

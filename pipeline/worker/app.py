@@ -21,13 +21,15 @@ import faust
 from faust.streams import _current_event  # where Faust looks for the event a table read is for
 from faust.types import TP
 
+from pipeline.api.service import build_api
 from pipeline.billing.context import EngineSettings
+from pipeline.clients.delivery import AckedProducer, Outgoing
 from pipeline.clients.topic_admin import HEADROOM, batch_message_bytes
 from pipeline.kernel.settings import Settings
 from pipeline.kernel.topics import Topics
 from pipeline.wire import decode_usage_batch, encode_tick, schema_ids_from_env
 from pipeline.worker import metrics
-from pipeline.worker.delivery import AckedProducer, Outgoing
+from pipeline.worker.directory import WorkerDirectory
 from pipeline.worker.runner import Destinations, Runner, TableAccess
 from pipeline.worker.stall import StallWatch
 from pipeline.worker.supervision import die, supervised
@@ -65,7 +67,11 @@ def faust_settings(settings: Settings, store: str | None = None) -> dict[str, An
         "broker_rebalance_timeout": settings.worker_session_timeout,
         "broker_heartbeat_interval": min(3.0, settings.worker_session_timeout / 10),
         "broker_request_timeout": max(90.0, settings.worker_session_timeout + 30),  # ≥ session
+        # Faust's own web server stays off (its /table views would show the state to anyone):
+        # the API (pipeline/api) is served by our own server on the same loop, and this URL,
+        # which Faust's assignor shares with the group, is how the others reach it.
         "web_enabled": False,
+        "canonical_url": settings.api_base_url,
         "autodiscover": False,
         # Unique per process, so that the stall guard finds this worker among the group's members.
         "broker_client_id": f"tollgate-worker-{os.getpid()}-{uuid.uuid4().hex[:8]}",
@@ -154,6 +160,28 @@ def build_app(
             )
             await producer.send_all([forward])
 
+    directory = WorkerDirectory(
+        app,
+        table,
+        runner,
+        access,
+        partitions=settings.partitions,
+        own_url=settings.api_base_url,
+        wall_clock=clock == "wall",
+    )
+    api = build_api(settings, directory, ids, app.conf.broker_client_id)
+
+    @app.task  # type: ignore[misc]
+    @supervised("the HTTP API")
+    async def serve_api() -> None:
+        """The API listens from the start; until the partitions are recovered its reads
+        answer 503 (directory.py)."""
+        await api.start()
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_api(sender: Any, **kwargs: Any) -> None:
+        await api.stop()
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         runner.forget()  # Faust waited for every held batch to be acknowledged: all is stored
@@ -169,6 +197,7 @@ def build_app(
 
     app.tollgate_runner = runner  # type: ignore[attr-defined]
     app.tollgate_watch = watch  # type: ignore[attr-defined]
+    app.tollgate_api = api  # type: ignore[attr-defined]
     return app
 
 

@@ -36,6 +36,12 @@ def run(settings: Settings, *, clock: str, loglevel: str, echo: Callable[[str], 
         f"worker {settings.worker_app_id}: {settings.kafka_bootstrap}, clock={clock}, "
         f"store={settings.worker_store}, engine={in_use()}"
     )
+    keys = len(settings.api_key_list)
+    echo(
+        f"HTTP API on {settings.api_host}:{settings.api_port} (reached by the other workers at "
+        f"{settings.api_base_url}); {keys} API key{'' if keys == 1 else 's'} configured"
+        + ("" if keys else ": every request is refused until TOLLGATE_API_KEYS is set")
+    )
     start_guard(
         app.tollgate_watch,  # type: ignore[attr-defined]
         BrokerView(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pipeline.billing.context import EngineSettings
 from pipeline.billing.rejections import Reason, Rejection
 from pipeline.billing.webhooks import Output
+from pipeline.clients.delivery import AckedProducer, Outgoing
 from pipeline.wire import (
     DeadLetter,
     OutputRecord,
@@ -24,7 +25,6 @@ from pipeline.wire import (
 )
 from pipeline.wire.jsontext import dumps
 from pipeline.worker import metrics
-from pipeline.worker.delivery import AckedProducer, Outgoing
 from pipeline.worker.partition import Applied, Flush, PartitionBook
 from pipeline.worker.records import InputMessage
 

@@ -105,6 +105,7 @@ class Pipeline:
                 **os.environ,
                 **self.settings.as_env(),
                 "TOLLGATE_METRICS_PORT": str(self.ports[name]),
+                "TOLLGATE_API_PORT": str(free_port()),
             }
             with (self.folder / f"{name}.log").open("wb") as log:
                 self.processes.append(

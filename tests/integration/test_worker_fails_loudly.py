@@ -64,6 +64,7 @@ def test_a_worker_whose_agent_dies_exits_at_once_with_the_error_logged(
         **os.environ,
         **deployment.settings.as_env(),
         "TOLLGATE_METRICS_PORT": str(free_port()),
+        "TOLLGATE_API_PORT": str(free_port()),
         "TOLLGATE_ENGINE": "source",  # the compiled engine's classes cannot be patched
     }
     deployment.start_intake()  # the worker reads the batches the intake makes

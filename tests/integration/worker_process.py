@@ -38,6 +38,8 @@ class Deployment:
     intakes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log_files: list[BinaryIO] = field(default_factory=list)
     restarted: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    api_urls: list[str] = field(default_factory=list)  # each worker's HTTP API, in start order
+    worker_env: dict[str, str] = field(default_factory=dict)  # extra settings for workers
 
     @classmethod
     def create(cls, base: Settings, run_dir: Path, *, store: str = "rocksdb://") -> Deployment:
@@ -68,18 +70,26 @@ class Deployment:
         """A worker, and the first time an intake in front of it (the pipeline's two stages)."""
         if not self.intakes:
             self.start_intake()
-        return self._start("worker", ["worker", "--clock", "records"], self.processes)
+        port = free_port()
+        self.api_urls.append(f"http://127.0.0.1:{port}")
+        env = {**self.worker_env, "TOLLGATE_API_PORT": str(port)}
+        return self._start("worker", ["worker", "--clock", "records"], self.processes, env)
 
     def start_intake(self) -> subprocess.Popen[bytes]:
         return self._start("intake", ["intake"], self.intakes)
 
     def _start(
-        self, name: str, command: list[str], into: list[subprocess.Popen[bytes]]
+        self,
+        name: str,
+        command: list[str],
+        into: list[subprocess.Popen[bytes]],
+        extra: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             **self.settings.as_env(),
             "TOLLGATE_METRICS_PORT": str(free_port()),
+            **(extra or {}),
         }
         log = open(self.run_dir / f"{name}-{len(into)}.log", "wb")  # noqa: SIM115
         self.log_files.append(log)

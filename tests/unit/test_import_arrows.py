@@ -33,7 +33,7 @@ ROOMS: dict[str, set[str]] = {
     KERNEL: set(),
     WIRE: set(),  # codecs: no engine, no framework
     REPLAY: {CORE, WIRE},
-    "pipeline.worker": {CORE, WIRE, KERNEL, CLIENTS, TOOLING},
+    "pipeline.worker": {CORE, WIRE, KERNEL, CLIENTS, TOOLING, "pipeline.api"},  # serves the API
     "pipeline.intake": {CORE, WIRE, KERNEL, CLIENTS},
     "pipeline.api": {CORE, WIRE, KERNEL, CLIENTS},
     CLIENTS: {CORE, WIRE, KERNEL, REPLAY},

@@ -1,4 +1,5 @@
-"""Sending records and knowing that the broker has them: the worker's producers.
+"""Sending records and knowing that the broker has them: the worker's producers, and the HTTP
+API's (which answers a client only once its records are on the broker).
 
 Faust's table writes send their changelog records fire-and-forget: a send that fails (the
 broker away past the request timeout) is only logged from a callback, and the producer's
@@ -77,7 +78,14 @@ class _Sending:
 
 
 class AckedProducer:
-    def __init__(self, bootstrap: str, *, client_id: str, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str,
+        max_message_bytes: int,
+        message_timeout_ms: int = 300_000,
+    ) -> None:
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -89,7 +97,7 @@ class AckedProducer:
                 "message.max.bytes": max_message_bytes,
                 # Retries go on for as long as the broker may be away; the stall guard ends a
                 # worker that stays stuck waiting (docs/crash-safety.md).
-                "message.timeout.ms": 300_000,
+                "message.timeout.ms": message_timeout_ms,
                 "log_level": 3,
             }
         )
