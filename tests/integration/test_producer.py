@@ -35,6 +35,7 @@ from pipeline.wire import (
     AlertRecord,
     CatalogRecord,
     OutputRecord,
+    PaymentRecord,
     SubscriptionRecord,
     Tick,
     WireError,
@@ -529,6 +530,8 @@ def ledger_record(landed: Landed) -> Record:
         return Record(at, "terminate_subscription", value.external_id)
     if isinstance(value, AlertRecord):
         return Record(at, "alert", value.alert)
+    if isinstance(value, PaymentRecord):
+        return Record(at, "invoice_payment", value.payment)
     return Record(at, "event", value)
 
 
