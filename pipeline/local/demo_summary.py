@@ -45,7 +45,7 @@ def print_summary(
     for customer, count, total in top:
         echo(f"{customer:<28}{count:>8}{_money(total, 'USD'):>16}")
     echo("")
-    _blocked_table(blocked, echo)
+    print_blocked(blocked, echo)
     echo("")
     delivered = ", ".join(f"{k} {v}" for k, v in sorted(receiver.by_type.items())) or "none"
     echo(
@@ -59,7 +59,7 @@ def print_summary(
     echo(f"finished at {datetime.now(UTC).isoformat(timespec='seconds')}")
 
 
-def _blocked_table(blocked: list[Blocked], echo: Echo) -> None:
+def print_blocked(blocked: list[Blocked], echo: Echo) -> None:
     """Blocked subscriptions by the reason of their latest blocking access change, with the
     first few of each."""
     echo(f"{'blocked subscriptions':<28}{'count':>8}   for example (features blocked)")

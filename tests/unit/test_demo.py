@@ -22,7 +22,7 @@ from pipeline.local.demo_catalog import (
     spend_alert,
 )
 from pipeline.local.demo_payments import Invoice, PaymentSchedule, pays
-from pipeline.local.demo_summary import _blocked_table
+from pipeline.local.demo_summary import print_blocked
 
 CATALOG = Path(__file__).resolve().parents[2] / "examples" / "catalog.yaml"
 
@@ -121,6 +121,6 @@ def test_a_subscription_is_blocked_by_its_latest_decisions_for_the_latest_reason
     grouped = by_reason([*blocked, Blocked("d", "quota_exhausted", ("ai_tokens",))])
     assert list(grouped) == ["quota_exhausted", "payment_overdue"]  # most frequent first
     lines: list[str] = []
-    _blocked_table(blocked, lines.append)
+    print_blocked(blocked, lines.append)
     assert lines[1].split() == ["payment_overdue", "1", "a", "(ai_tokens,", "support)"]
     assert blocked_subscriptions([]) == []
