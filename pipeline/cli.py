@@ -328,11 +328,7 @@ def invoices_pay(
 
     if subscription is None:
         subscription = _invoice_subscription(settings, invoice_id)
-    payment = {
-        "lago_invoice_id": invoice_id,
-        "external_subscription_id": subscription,
-        "payment_status": status,
-    }
+    payment = payments.invoice_payment(invoice_id, subscription, status)
     payments.run(settings, payment, at=at, ids=schema_ids(os.environ), echo=click.echo)
 
 

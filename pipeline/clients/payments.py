@@ -16,6 +16,17 @@ from pipeline.kernel.topics import Topics
 from pipeline.wire import DEFAULT_SCHEMA_IDS, SchemaIds
 
 
+def invoice_payment(
+    lago_invoice_id: str, external_subscription_id: str, payment_status: str = "succeeded"
+) -> dict[str, Any]:
+    """The `invoice_payment` record of spec §12: Lago's invoice update, keyed by subscription."""
+    return {
+        "lago_invoice_id": lago_invoice_id,
+        "external_subscription_id": external_subscription_id,
+        "payment_status": payment_status,
+    }
+
+
 def run(
     settings: Settings,
     payment: dict[str, Any],

@@ -1,12 +1,14 @@
 """`tollgate demo` (what `make up` runs): the whole pipeline on the local stack, live.
 
 The intake, a worker, both sinks and a local webhook receiver start; a demo catalogue (AI-token
-plans with fixed and recurring thresholds, one per-subscription override, a graduated API plan,
-a usage alert on every subscription) and traffic from a thousand subscriptions go in; progress
-shows events sent and billed per second with the p99 from event to outputs acknowledged,
-thresholds crossed, invoices written, alerts triggered and webhooks delivered; a summary is read
-back from PostgreSQL. Each run has its own topics and PostgreSQL schema, so it starts clean.
-Ctrl-C stops it cleanly.
+plans with fixed and recurring thresholds, per-subscription overrides, a graduated API plan, a
+usage alert on every subscription, features with a metered token allowance, payment terms) and
+traffic from a thousand subscriptions go in, while half the customers pay their progressive
+invoices and the others let them go overdue (demo_payments.py); progress shows events sent and
+billed per second with the p99 from event to outputs acknowledged, thresholds crossed, invoices
+written, alerts triggered, access changes and webhooks delivered; a summary is read back from
+PostgreSQL, blocked subscriptions and why among it. Each run has its own topics and PostgreSQL
+schema, so it starts clean. Ctrl-C stops it cleanly.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,20 @@ from pipeline.clients.topic_admin import ensure_topics_for
 from pipeline.kernel.commands import Echo
 from pipeline.kernel.settings import Settings
 from pipeline.kernel.topics import Topics
+from pipeline.local.demo_catalog import (
+    METRIC_OF_PLAN,
+    PAYMENT_GRACE_SECONDS,
+    PLANS,
+    demo_subscription,
+    spend_alert,
+)
+from pipeline.local.demo_payments import PAYMENT_DELAY_SECONDS, Payer, PaymentSchedule
 from pipeline.local.demo_receiver import Receiver
+from pipeline.local.demo_summary import print_summary
 
 CATALOG = Path(__file__).resolve().parents[2] / "examples" / "catalog.yaml"
-PLANS = ("ai-starter", "ai-starter", "ai-team", "api-growth")
 WORKER_METRICS_PORT = 9471  # the intake serves 9470, the sinks 9472 and 9473
 PROCESSES = 4
-METRIC_OF_PLAN = {"ai-starter": "llm_tokens", "ai-team": "llm_tokens", "api-growth": "api_requests"}
 
 
 def run(settings: Settings, *, seconds: float, subscriptions: int, rate: float, echo: Echo) -> None:
@@ -72,25 +79,35 @@ def run(settings: Settings, *, seconds: float, subscriptions: int, rate: float, 
     receiver.start()
     _register(demo, receiver)
     live = LiveFigures(WORKER_METRICS_PORT)
+    payer = Payer(demo, PaymentSchedule(PAYMENT_DELAY_SECONDS))
     with _processes(demo, run_id, echo) as alive:
         names = publish_catalog(demo, run_id, subscriptions)
         echo(
             f"catalogue: {len(names)} subscriptions on {', '.join(sorted(set(PLANS)))}; "
             f"sending {rate:.0f} events/s for {seconds:.0f} s (Ctrl-C stops)"
         )
+        echo(
+            f"payments: half the customers pay each progressive invoice "
+            f"{PAYMENT_DELAY_SECONDS:.0f} s after it is written, the others never do "
+            f"(ai-starter: overdue {PAYMENT_GRACE_SECONDS} s after issue)"
+        )
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        sent = send_traffic(
-            demo,
-            names,
-            seconds=seconds,
-            rate=rate,
-            stop=stop,
-            progress=lambda n: _progress(demo, receiver, n, alive(), live, echo),
-        )
-        _settle(demo, receiver, stop, sent, alive, live, echo)
+        payer.start()
+        try:
+            sent = send_traffic(
+                demo,
+                names,
+                seconds=seconds,
+                rate=rate,
+                stop=stop,
+                progress=lambda n: _progress(demo, receiver, n, alive(), live, echo),
+            )
+            _settle(demo, receiver, stop, sent, alive, live, echo, payer.schedule)
+        finally:
+            payer.stop()
         echo("")
-        _summary(demo, receiver, echo)
+        print_summary(demo, receiver, payer.schedule, echo)
     receiver.stop()
     echo(
         f"demo {run_id} done. `tollgate invoices list` with TOLLGATE_DATABASE_SCHEMA="
@@ -150,8 +167,9 @@ def _processes(demo: Settings, run_id: str, echo: Echo) -> Iterator[Callable[[],
 
 
 def publish_catalog(demo: Settings, run_id: str, count: int) -> list[tuple[str, str]]:
-    """Metrics, plans and customers from examples/catalog.yaml; `count` subscriptions of this
-    run, every fifth overriding its plan's thresholds. Returns (subscription, metric) pairs."""
+    """Metrics, features, plans and customers from examples/catalog.yaml; `count` subscriptions
+    of this run with their overrides and payment terms (demo_catalog.py), each with a usage
+    alert. Returns (subscription, metric) pairs."""
     topics = Topics.with_prefix(demo.topic_prefix)
     subscriptions = []
     with UsageProducer(demo.kafka_bootstrap, topics) as producer:
@@ -159,32 +177,12 @@ def publish_catalog(demo: Settings, run_id: str, count: int) -> list[tuple[str, 
             if item.kind not in ("subscription", "alert"):  # this run makes its own
                 producer.send_definition(item.kind, item.payload)
         for index in range(count):
-            plan = PLANS[index % len(PLANS)]
-            name = f"{run_id}-sub-{index:04d}"
-            definition: dict[str, Any] = {
-                "external_id": name,
-                "external_customer_id": f"{run_id}-customer-{index:04d}",
-                "plan_code": plan,
-            }
-            if index % 5 == 4 and plan == "ai-starter":
-                definition["usage_thresholds"] = [
-                    {"amount_cents": 2500, "threshold_display_name": "every $25", "recurring": True}
-                ]
+            definition = demo_subscription(run_id, index)
+            name = definition["external_id"]
             producer.send_subscription(definition)
-            producer.send_alert(_spend_alert(name))
-            subscriptions.append((name, METRIC_OF_PLAN[plan]))
+            producer.send_alert(spend_alert(name))
+            subscriptions.append((name, METRIC_OF_PLAN[definition["plan_code"]]))
     return subscriptions
-
-
-def _spend_alert(subscription: str) -> dict[str, Any]:
-    """A usage alert for every demo subscription: at $20 of usage this month, then every $50."""
-    return {
-        "external_subscription_id": subscription,
-        "code": "monthly_spend",
-        "name": "Monthly spend",
-        "alert_type": "current_usage_amount",
-        "thresholds": [{"code": "$20", "value": "2000"}, {"value": "5000", "recurring": True}],
-    }
 
 
 def send_traffic(
@@ -247,10 +245,11 @@ def _counts(demo: Settings, receiver: Receiver) -> dict[str, int]:
 
 class LiveFigures:
     """Events billed per second and the p99 from event to outputs acknowledged since the last
-    look, from the worker's own metrics."""
+    look, and access changes so far, from the worker's own metrics."""
 
     def __init__(self, port: int) -> None:
         self.port = port
+        self.access_changes = 0
         self._at = time.monotonic()
         self._applied = 0.0
         self._buckets: list[tuple[float, float]] = []
@@ -263,6 +262,7 @@ class LiveFigures:
         now = time.monotonic()
         applied = counter(metrics, "tollgate_worker_messages_total")
         buckets = histogram_buckets(metrics, "tollgate_worker_latency_seconds")
+        self.access_changes = round(counter(metrics, "tollgate_worker_access_changes_total"))
         rate = (applied - self._applied) / max(now - self._at, 1e-3)
         p99 = histogram_quantile(bucket_deltas(self._buckets, buckets), 0.99)
         self._at, self._applied, self._buckets = now, applied, buckets
@@ -274,10 +274,11 @@ def _progress(
     demo: Settings, receiver: Receiver, sent: int, alive: int, live: LiveFigures, echo: Echo
 ) -> None:
     counts = _counts(demo, receiver)
+    figures = live.line()
     echo(
-        f"  sent {sent:>8,} | {live.line()} | thresholds {counts['thresholds']:>5,} | "
+        f"  sent {sent:>8,} | {figures} | thresholds {counts['thresholds']:>5,} | "
         f"invoices {counts['invoices']:>5,} | alerts {counts['alerts']:>5,} | "
-        f"webhooks {counts['delivered']:>5,}"
+        f"access {live.access_changes:>5,} | webhooks {counts['delivered']:>5,}"
         + ("" if alive == PROCESSES else f" | {PROCESSES - alive} process(es) exited: see logs")
     )
 
@@ -290,48 +291,16 @@ def _settle(
     alive: Callable[[], int],
     live: LiveFigures,
     echo: Echo,
+    payments: PaymentSchedule,
 ) -> None:
-    """Let the worker and sinks finish what was sent (up to 60 s): counts stop moving."""
+    """Let the worker and sinks finish what was sent (up to 60 s): counts stop moving and no
+    payment is waiting to be made."""
     previous: dict[str, int] = {}
     deadline = time.monotonic() + 60
     while not stop.is_set() and time.monotonic() < deadline:
         time.sleep(2)
         counts = _counts(demo, receiver)
         _progress(demo, receiver, sent, alive(), live, echo)
-        if counts == previous and counts["pending"] == 0:
+        if counts == previous and counts["pending"] == 0 and payments.waiting == 0:
             return
         previous = counts
-
-
-def _summary(demo: Settings, receiver: Receiver, echo: Echo) -> None:
-    from sinks.common.db import connect
-
-    with connect(demo.database_url, demo.database_schema, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT body->'billing_periods'->0->>'invoicing_reason', count(*),"
-            " sum(total_amount_cents), currency FROM invoices GROUP BY 1, 4 ORDER BY 1"
-        ).fetchall()
-        top = conn.execute(
-            "SELECT external_customer_id, count(*), sum(total_amount_cents) FROM invoices"
-            " GROUP BY 1 ORDER BY 3 DESC LIMIT 5"
-        ).fetchall()
-        notes = conn.execute("SELECT count(*) FROM credit_notes").fetchone()
-    echo(f"{'invoices by reason':<28}{'count':>8}{'total':>16}")
-    for reason, count, total, currency in rows:
-        echo(f"{reason or '-':<28}{count:>8}{_money(total, currency):>16}")
-    echo("")
-    echo(f"{'top customers':<28}{'invoices':>8}{'billed':>16}")
-    for customer, count, total in top:
-        echo(f"{customer:<28}{count:>8}{_money(total, 'USD'):>16}")
-    echo("")
-    delivered = ", ".join(f"{k} {v}" for k, v in sorted(receiver.by_type.items())) or "none"
-    echo(
-        f"webhooks delivered (once per id, signatures checked): {delivered}; "
-        f"rejected signatures: {receiver.rejected}; credit notes: {notes[0] if notes else 0}"
-    )
-    echo(f"finished at {datetime.now(UTC).isoformat(timespec='seconds')}")
-
-
-def _money(total: Decimal | int | None, currency: str) -> str:
-    cents = int(total or 0)  # SUM() arrives as a Decimal
-    return f"{currency} {cents // 100:,}.{cents % 100:02d}"

@@ -32,6 +32,11 @@ THRESHOLDS = Counter(
 ALERTS = Counter(
     "tollgate_worker_alerts_triggered_total", "Usage alerts triggered (alert.triggered webhooks)."
 )
+ACCESS_CHANGES = Counter(
+    "tollgate_worker_access_changes_total",
+    "Access decisions that changed (subscription.access_changed webhooks), by the new reason.",
+    ["reason"],
+)
 CREDIT_NOTES = Counter("tollgate_worker_credit_notes_total", "Credit notes emitted.")
 BATCH_SIZE = Histogram(
     "tollgate_worker_batch_messages",

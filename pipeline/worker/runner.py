@@ -197,6 +197,8 @@ def count_metrics(applied: Applied, messages: Sequence[InputMessage]) -> None:
     for output in applied.outputs:
         if output.webhook_type == "invoice.created":
             metrics.INVOICES.labels(output.body["invoice"]["invoice_type"]).inc()
+        elif output.webhook_type == "subscription.access_changed":
+            metrics.ACCESS_CHANGES.labels(output.body["access"]["reason"]).inc()
 
 
 def _observe_latency(sent: asyncio.Future[list[int]], timestamps: list[int]) -> None:

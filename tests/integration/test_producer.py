@@ -35,6 +35,7 @@ from pipeline.wire import (
     AlertRecord,
     CatalogRecord,
     OutputRecord,
+    PaymentRecord,
     SubscriptionRecord,
     Tick,
     WireError,
@@ -407,12 +408,15 @@ def test_catalog_apply_publishes_in_file_order_and_refuses_a_bad_file(
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(
         f"applied {EXAMPLES / 'catalog.yaml'} at 2025-02-20T00:00:00Z: 2 billable_metrics, "
-        "3 plans, 2 customers, 3 subscriptions, 3 alerts\n"
+        "3 features, 3 plans, 2 customers, 3 subscriptions, 3 alerts\n"
     )
     at = timestamp_ms(datetime(2025, 2, 20, tzinfo=UTC))
     definitions = [
         b"billable_metric:llm_tokens",
         b"billable_metric:api_requests",
+        b"feature:ai_tokens",
+        b"feature:support",
+        b"feature:sso",
         b"plan:ai-starter",
         b"plan:ai-team",
         b"plan:api-growth",
@@ -424,11 +428,11 @@ def test_catalog_apply_publishes_in_file_order_and_refuses_a_bad_file(
     landed = consume_all(kafka_bootstrap, lane.topics.usage_events)
     for partition, messages in landed.items():
         kinds = [describe(m) for m in messages]
-        assert [f"{kind}:{name}".encode() for kind, name, _, _ in kinds[:7]] == definitions
-        subscriptions = [name for _, name, _, _ in kinds[7:]]
+        assert [f"{kind}:{name}".encode() for kind, name, _, _ in kinds[:10]] == definitions
+        subscriptions = [name for _, name, _, _ in kinds[10:]]
         assert all(murmur2_partition(name or "") == partition for name in subscriptions)
         assert {stamp for _, _, stamp, _ in kinds} == {at}
-    assert sum(len(messages) for messages in landed.values()) == 7 * PARTITIONS + 3 + 3
+    assert sum(len(messages) for messages in landed.values()) == 10 * PARTITIONS + 3 + 3
 
     # A later file may build on what the catalog topic holds ...
     plan_only = tmp_path / "more.json"
@@ -529,6 +533,8 @@ def ledger_record(landed: Landed) -> Record:
         return Record(at, "terminate_subscription", value.external_id)
     if isinstance(value, AlertRecord):
         return Record(at, "alert", value.alert)
+    if isinstance(value, PaymentRecord):
+        return Record(at, "invoice_payment", value.payment)
     return Record(at, "event", value)
 
 

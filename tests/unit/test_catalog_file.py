@@ -49,6 +49,7 @@ def test_the_example_catalogue_is_valid() -> None:
 
     assert [d.kind for d in definitions] == [
         *["billable_metric"] * 2,
+        *["feature"] * 3,
         *["plan"] * 3,
         *["customer"] * 2,
         *["subscription"] * 3,
@@ -59,6 +60,12 @@ def test_the_example_catalogue_is_valid() -> None:
     assert [t.amount_cents for t in starter.fixed] == [5000]
     assert starter.recurring is not None and starter.recurring.amount_cents == 10000
     assert catalog.plans["api-growth"].charges[0].charge_model == "graduated"
+    assert catalog.features["ai_tokens"].quota_metric == "llm_tokens"
+    assert {code for code, _ in catalog.plans["ai-team"].entitlements} == {
+        "ai_tokens",
+        "support",
+        "sso",
+    }
     batch = next(d for d in definitions if d.key == "sub-acme-batch")
     assert batch.payload["usage_thresholds"][0]["recurring"] is True
     line = EXAMPLE.read_text().splitlines().index("  - external_id: sub-acme-batch") + 1
@@ -253,7 +260,7 @@ def test_catalog_apply_check_validates_without_a_broker(tmp_path: Path) -> None:
     valid = runner.invoke(main, ["catalog", "apply", "--check", str(EXAMPLE)])
     assert valid.exit_code == 0, valid.output
     assert valid.stdout == (
-        f"{EXAMPLE}: valid (2 billable_metrics, 0 features, 3 plans, 2 customers, "
+        f"{EXAMPLE}: valid (2 billable_metrics, 3 features, 3 plans, 2 customers, "
         "3 subscriptions, "
         "3 alerts); "
         "nothing published\n"

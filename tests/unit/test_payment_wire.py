@@ -37,6 +37,14 @@ def test_a_payment_round_trips_through_avro():
     assert record.external_subscription_id == "sub-1"
 
 
+def test_the_client_builds_the_record_tollgate_invoices_pay_publishes():
+    from pipeline.clients.payments import invoice_payment
+
+    assert invoice_payment(PAYMENT["lago_invoice_id"], "sub-1") == PAYMENT
+    failed = PaymentRecord.of(invoice_payment(PAYMENT["lago_invoice_id"], "sub-1", "failed"))
+    assert decode_payment_record(encode_payment_record(failed)) == failed
+
+
 @pytest.mark.parametrize(
     "value",
     [
