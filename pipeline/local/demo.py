@@ -39,6 +39,8 @@ from pipeline.clients.topic_admin import ensure_topics_for
 from pipeline.kernel.commands import Echo
 from pipeline.kernel.settings import Settings
 from pipeline.kernel.topics import Topics
+from pipeline.local.demo_access import by_reason
+from pipeline.local.demo_api import announce, demo_key, show_access
 from pipeline.local.demo_catalog import (
     METRIC_OF_PLAN,
     PAYMENT_GRACE_SECONDS,
@@ -65,8 +67,10 @@ def run(settings: Settings, *, seconds: float, subscriptions: int, rate: float, 
             "TOLLGATE_INTAKE_GROUP": f"demo-{run_id}-intake",
             "TOLLGATE_DATABASE_SCHEMA": f"demo_{run_id}",
             "TOLLGATE_TICK_INTERVAL": "1",
+            "TOLLGATE_API_KEYS": demo_key(settings),
         }
     )
+    key = demo.api_key_list[0]
     echo(
         f"tollgate demo {run_id}: Kafka {demo.kafka_bootstrap}, PostgreSQL schema "
         f"{demo.database_schema}, logs in {demo.log_dir}"
@@ -91,6 +95,7 @@ def run(settings: Settings, *, seconds: float, subscriptions: int, rate: float, 
             f"{PAYMENT_DELAY_SECONDS:.0f} s after it is written, the others never do "
             f"(ai-starter: overdue {PAYMENT_GRACE_SECONDS} s after issue)"
         )
+        announce(demo, key, names[0], echo)
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         payer.start()
@@ -107,7 +112,10 @@ def run(settings: Settings, *, seconds: float, subscriptions: int, rate: float, 
         finally:
             payer.stop()
         echo("")
-        print_summary(demo, receiver, payer.schedule, echo)
+        blocked = print_summary(demo, receiver, payer.schedule, echo)
+        echo("")
+        asked = [items[0].subscription for items in by_reason(blocked).values()]
+        show_access(demo, key, [*asked, *[n for n in names[:3] if n not in asked]][:4], echo)
     receiver.stop()
     echo(
         f"demo {run_id} done. `tollgate invoices list` with TOLLGATE_DATABASE_SCHEMA="

@@ -23,7 +23,8 @@ EXAMPLES = 2
 
 def print_summary(
     demo: Settings, receiver: Receiver, payments: PaymentSchedule, echo: Echo
-) -> None:
+) -> list[Blocked]:
+    """Prints the summary; returns the subscriptions blocked at the end."""
     from sinks.common.db import connect
 
     with connect(demo.database_url, demo.database_schema, autocommit=True) as conn:
@@ -57,6 +58,7 @@ def print_summary(
         f"{payments.left_unpaid} left unpaid"
     )
     echo(f"finished at {datetime.now(UTC).isoformat(timespec='seconds')}")
+    return blocked
 
 
 def print_blocked(blocked: list[Blocked], echo: Echo) -> None:
