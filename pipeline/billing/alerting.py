@@ -57,8 +57,11 @@ def alert_value(alert: AlertDefinition, sub: SubscriptionState) -> Value:
 
 
 def evaluate_alerts(sub: SubscriptionState, ctx: StepContext) -> None:
-    """One evaluation of every alert of `sub`, in creation order (rules 1-4, then prev := cur)."""
+    """One evaluation of every alert of `sub`, in creation order (rules 1-4, then prev := cur);
+    the evaluation's instant is the alert's `last_processed_at` (Lago sets it at each one)."""
+    now_us = ctx.now_us
     for alert in sub.alerts.values():
+        alert.processed_us = now_us
         cur = alert_value(alert.definition, sub)
         if cur >= alert.next_value:
             _trigger(sub, ctx, alert, cur)
@@ -123,11 +126,7 @@ def apply_alert(
     """An `alert` record: create, update (keeps `prev`) or delete one alert of a pending or
     active subscription. `DefinitionError` (nothing changes) when it is refused."""
     parsed = parse_alert(payload)
-    sub = subscriptions.get(parsed.external_subscription_id)
-    if sub is None or sub.status not in (PENDING, ACTIVE) or sub.definition is None:
-        raise DefinitionError(
-            f"alert {parsed.code!r}: no active subscription {parsed.external_subscription_id!r}"
-        )
+    sub = alerted_subscription(subscriptions, parsed)
     if isinstance(parsed, AlertDeletion):
         if sub.alerts.pop(parsed.code, None) is None:
             raise DefinitionError(
@@ -135,15 +134,30 @@ def apply_alert(
             )
         ctx.touched.add(sub.external_id)
         return
+    assert sub.definition is not None
     plan = ctx.catalog.plans.get(sub.definition.plan_code)
     check_alert(parsed, plan, {code: alert.definition for code, alert in sub.alerts.items()})
     known = sub.alerts.get(parsed.code)
     if known is not None:
         if known.definition == parsed:
             return
-        sub.alerts[parsed.code] = AlertState(parsed, known.lago_id, known.prev, known.triggers)
+        sub.alerts[parsed.code] = AlertState(
+            parsed, known.lago_id, known.prev, known.triggers, known.created_us, known.processed_us
+        )
     else:
         sub.alert_serial += 1
-        lago_id = ids.stable_id("alert", sub.lago_id, parsed.code, sub.alert_serial)
-        sub.alerts[parsed.code] = AlertState(parsed, lago_id)
+        lago_id = ids.alert_id(sub.lago_id, parsed.code, sub.alert_serial)
+        sub.alerts[parsed.code] = AlertState(parsed, lago_id, created_us=ctx.now_us)
     ctx.touched.add(sub.external_id)
+
+
+def alerted_subscription(
+    subscriptions: Mapping[str, SubscriptionState], parsed: AlertDefinition | AlertDeletion
+) -> SubscriptionState:
+    """The pending or active subscription an alert record names; `DefinitionError` if none."""
+    sub = subscriptions.get(parsed.external_subscription_id)
+    if sub is None or sub.status not in (PENDING, ACTIVE) or sub.definition is None:
+        raise DefinitionError(
+            f"alert {parsed.code!r}: no active subscription {parsed.external_subscription_id!r}"
+        )
+    return sub

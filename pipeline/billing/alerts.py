@@ -87,16 +87,34 @@ class AlertDeletion:
 
 
 class AlertState:
-    """One alert of a subscription: its definition, `prev`, and what it has emitted."""
+    """One alert of a subscription: its definition, `prev`, what it has emitted, and the
+    instants (µs) Lago's alert object shows: its creation (None in a state stored before it was
+    kept) and its latest evaluation (None: not evaluated yet)."""
 
-    __slots__ = ("definition", "lago_id", "next_value", "prev", "triggers")
+    __slots__ = (
+        "created_us",
+        "definition",
+        "lago_id",
+        "next_value",
+        "prev",
+        "processed_us",
+        "triggers",
+    )
 
     def __init__(
-        self, definition: AlertDefinition, lago_id: str, prev: Value = 0, triggers: int = 0
+        self,
+        definition: AlertDefinition,
+        lago_id: str,
+        prev: Value = 0,
+        triggers: int = 0,
+        created_us: int | None = None,
+        processed_us: int | None = None,
     ) -> None:
         self.definition = definition
         self.lago_id = lago_id
         self.triggers = triggers  # alert.triggered webhooks so far (part of their ids)
+        self.created_us = created_us
+        self.processed_us = processed_us
         self.prev: Value = prev
         # Derived, not stored: the smallest value above `prev` that crosses a threshold; for
         # values in cents its ceiling, an `int` (the per-event comparison is then int to int).
@@ -270,11 +288,16 @@ def dump_alert(alert: AlertState) -> list[object]:
         [[t.code, str(t.value), t.recurring] for t in definition.thresholds],
         str(alert.prev),
         alert.triggers,
+        alert.created_us,
+        alert.processed_us,
     ]
 
 
 def load_alert(external_subscription_id: str, items: list[Any]) -> AlertState:
-    lago_id, code, name, alert_type, metric, thresholds, prev, triggers = items
+    """An alert as `dump_alert` stored it (one stored before the instants were kept has 8
+    items: they load as None)."""
+    lago_id, code, name, alert_type, metric, thresholds, prev, triggers = items[:8]
+    created_us, processed_us = items[8:10] if len(items) >= 10 else (None, None)
     parsed = [AlertThreshold(c, Decimal(v), bool(r)) for c, v, r in thresholds]
     one_time = tuple(t for t in parsed if not t.recurring)
     recurring = next((t for t in parsed if t.recurring), None)
@@ -288,7 +311,7 @@ def load_alert(external_subscription_id: str, items: list[Any]) -> AlertState:
         recurring,
     )
     with localcontext(ENGINE_CONTEXT):  # loading runs outside a ledger's run
-        return AlertState(definition, lago_id, _value(prev), triggers)
+        return AlertState(definition, lago_id, _value(prev), triggers, created_us, processed_us)
 
 
 def _value(text: str) -> Value:

@@ -41,6 +41,7 @@ class BillableMetric:
     aggregation_type: str
     field_name: str | None
     source: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
+    defined_at: datetime | None = field(default=None, compare=False)  # Lago's `created_at`
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,13 +195,14 @@ def apply_definition(
     """Parse a definition of any kind (spec §1) and apply it to `catalog`: the only way a
     definition enters a catalogue (the ledger, `catalog apply`, the catalogue-file check, a
     restored state). Returns the definition and the one of the same key it replaced (None when
-    new; a plan equal to the one held leaves it in place). A customer keeps the `defined_at` of
-    the one it replaces, else `now`. A subscription is checked against the plans and returned
-    for its holder to start: the catalogue holds no subscriptions. Raises `DefinitionError`
-    and leaves `catalog` unchanged."""
+    new; a plan equal to the one held leaves it in place). A metric or customer keeps the
+    `defined_at` of the one it replaces, else `now`. A subscription is checked against the
+    plans and returned for its holder to start: the catalogue holds no subscriptions. Raises
+    `DefinitionError` and leaves `catalog` unchanged."""
     if kind == "billable_metric":
         metric = parse_metric(payload)
         old_metric = catalog.metrics.get(metric.code)
+        metric = replace(metric, defined_at=old_metric.defined_at if old_metric else now)
         catalog.define_metric(metric)
         return metric, old_metric
     if kind == "feature":

@@ -20,7 +20,7 @@ from pipeline.billing.access import overdue_at_us, report_changes
 from pipeline.billing.alerting import apply_alert, evaluate_alerts
 from pipeline.billing.catalog import Catalog, DefinitionError, applicable_thresholds
 from pipeline.billing.context import EngineSettings, StepContext
-from pipeline.billing.entitlements import PAYMENT_STATUSES
+from pipeline.billing.entitlements import PAYMENT_STATUSES, payment_status_problem
 from pipeline.billing.events import (
     EventShapeError,
     UsageEvent,
@@ -29,6 +29,7 @@ from pipeline.billing.events import (
     read_event,
 )
 from pipeline.billing.ids import text_id
+from pipeline.billing.invoices import with_payment_status
 from pipeline.billing.lifecycle import activate, close_period, terminate
 from pipeline.billing.money import ENGINE_CONTEXT, NotANumber
 from pipeline.billing.rejections import Reason, Rejection
@@ -358,8 +359,7 @@ class Ledger:
         sub = self.subscriptions.get(external_id or "")
         unpaid = sub.unpaid.get(invoice_id or "") if sub is not None else None
         if status not in PAYMENT_STATUSES:
-            allowed = sorted(PAYMENT_STATUSES)
-            message = f"payment_status must be one of {allowed}, got {raw_status!r}"
+            message = payment_status_problem(raw_status)
         elif sub is None or unpaid is None:
             message = f"no unpaid invoice {invoice_id!r} of subscription {external_id!r}"
         else:
@@ -370,8 +370,7 @@ class Ledger:
         if status == unpaid.status:
             return  # the current status again: nothing to say
         changed = replace(unpaid, status=status, changes=unpaid.changes + 1)
-        body = dict(unpaid.invoice)
-        body["payment_status"] = status
+        body = with_payment_status(unpaid.invoice, status)
         ctx.outputs.append(
             webhooks.webhook(
                 "invoice.payment_status_updated",
@@ -575,7 +574,7 @@ class Ledger:
         mark = None if accumulator is None else accumulator.mark()
         seq = sub.seq
         current, trigger, fee = sub.current, sub.trigger, sub.fees.get(code)
-        invoices, progressive = sub.invoices, sub.progressive
+        invoices, progressive, reached = sub.invoices, sub.progressive, sub.reached
         n_held, n_ids, n_unpaid = len(sub.held), len(sub.accepted_ids), len(sub.unpaid)
         n_outputs, ctx_counts = len(ctx.outputs), (ctx.invoices, ctx.thresholds, ctx.uncharged)
         try:
@@ -600,7 +599,7 @@ class Ledger:
             while len(sub.unpaid) > n_unpaid:
                 sub.unpaid.popitem()  # issued by this event
             sub.seq, sub.current, sub.trigger = seq, current, trigger
-            sub.invoices, sub.progressive = invoices, progressive
+            sub.invoices, sub.progressive, sub.reached = invoices, progressive, reached
             del ctx.outputs[n_outputs:]
             ctx.invoices, ctx.thresholds, ctx.uncharged = ctx_counts
             return Reason.INTERNAL_ERROR, internal_error_message(failure)

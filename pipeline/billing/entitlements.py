@@ -25,6 +25,13 @@ QUOTA_EXHAUSTED = "quota_exhausted"
 ALLOWED = "allowed"
 
 
+def payment_status_problem(value: object) -> str:
+    """Why `value` is not a payment status of spec §12 ("" when it is one)."""
+    if isinstance(value, str) and value in PAYMENT_STATUSES:
+        return ""
+    return f"payment_status must be one of {sorted(PAYMENT_STATUSES)}, got {value!r}"
+
+
 class EntitlementError(ValueError):
     """A feature or entitlement that spec §12 refuses (reported as a definition error)."""
 

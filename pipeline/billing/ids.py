@@ -35,6 +35,30 @@ def customer_id(external_id: str) -> str:
     return stable_id("customer", external_id)
 
 
+def metric_id(code: str) -> str:
+    return stable_id("billable_metric", code)
+
+
+def charge_id(plan_code: str, billable_metric_code: str) -> str:
+    """A plan charges a metric at most once (spec §1): the pair names the charge."""
+    return stable_id("charge", plan_code, billable_metric_code)
+
+
+def alert_id(subscription_lago_id: str, code: str, serial: int) -> str:
+    """The `serial`-th alert created under a subscription (an alert deleted and created again
+    under the same code is a new alert)."""
+    return stable_id("alert", subscription_lago_id, code, serial)
+
+
+def lifetime_usage_id(subscription_lago_id: str) -> str:
+    return stable_id("lifetime_usage", subscription_lago_id)
+
+
+def organization_id() -> str:
+    """tollgate bills for one organization: Lago's `lago_organization_id` is this constant."""
+    return stable_id("organization")
+
+
 def invoice_id(subscription_lago_id: str, sequential_id: int) -> str:
     return stable_id("invoice", subscription_lago_id, sequential_id)
 

@@ -136,6 +136,15 @@ def invoice_object(invoice: Invoice, parties: Parties) -> dict[str, Any]:
     }
 
 
+def with_payment_status(invoice: dict[str, Any], payment_status: str) -> dict[str, Any]:
+    """The invoice as issued with a new `payment_status` (spec §12: what
+    `invoice.payment_status_updated` carries; `payment_overdue` stays as issued). A new dict:
+    the invoice as issued is kept unchanged."""
+    updated = dict(invoice)
+    updated["payment_status"] = payment_status
+    return updated
+
+
 def customer_object(parties: Parties) -> dict[str, Any]:
     customer = parties.customer
     created = iso(parties.customer_created_at)

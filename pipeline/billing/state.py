@@ -23,15 +23,17 @@ from pipeline.billing.catalog import (
     apply_definition,
 )
 from pipeline.billing.invoices import ProgressiveRef
+from pipeline.billing.lifetime import Reached
 from pipeline.billing.periods import Period
 from pipeline.billing.subscription import HeldEvent, SubscriptionState, UnpaidInvoice
 from pipeline.billing.timestamps import EPOCH
 
 VERSION = 1  # the ledger's head and catalogue definitions
 # 2: usage alerts and per-metric lifetime units (spec §11); 3: unpaid invoices, access
-# decisions and entitlements (spec §12)
-SUBSCRIPTION_VERSION = 3
-_READABLE_SUBSCRIPTIONS = frozenset({1, 2, 3})  # an older state loads with none of them
+# decisions and entitlements (spec §12); 4: the thresholds reached and when, alerts' creation
+# and latest evaluation instants (the lifetime usage and alert objects of spec §13)
+SUBSCRIPTION_VERSION = 4
+_READABLE_SUBSCRIPTIONS = frozenset({1, 2, 3, 4})  # an older state loads with none of them
 _MICRO = timedelta(microseconds=1)
 
 
@@ -83,6 +85,10 @@ def dump_subscription(sub: SubscriptionState, *, with_seen: bool = True) -> byte
         ]
     if sub.access or sub.access_changes:
         document["ac"] = [sub.access, sub.access_changes]
+    if sub.reached:
+        document["rt"] = [
+            [r.amount_cents, r.recurring, r.lifetime_cents, r.at_us] for r in sub.reached
+        ]
     return json.dumps(document, separators=(",", ":")).encode()
 
 
@@ -132,6 +138,7 @@ def load_subscription(data: bytes, seen: dict[str, int] | None = None) -> Subscr
         sub.unpaid[invoice["lago_id"]] = UnpaidInvoice(invoice, issued_us, total, status, changes)
     if "ac" in document:
         sub.access, sub.access_changes = dict(document["ac"][0]), document["ac"][1]
+    sub.reached = tuple(Reached(a, bool(r), lt, at) for a, r, lt, at in document.get("rt", ()))
     return sub
 
 
@@ -241,7 +248,8 @@ def dump_definition(catalog: Catalog, kind: str, key: str) -> bytes:
     """One definition of `catalog` (`kind` in DEFINITION_KINDS) as the object that built it."""
     document: dict[str, Any] = {"v": VERSION, "kind": kind}
     if kind == "billable_metric":
-        document["source"] = catalog.metrics[key].source
+        metric = catalog.metrics[key]
+        document["source"], document["at"] = metric.source, _us(metric.defined_at)
     elif kind == "plan":
         document["source"] = catalog.plans[key].source
     elif kind == "feature":  # a deleted feature is stored as its deletion
@@ -262,7 +270,7 @@ def load_catalog(definitions: Iterable[bytes]) -> Catalog:
     catalog = Catalog()
     for kind in DEFINITION_KINDS:
         for document in by_kind[kind]:
-            at = _instant(document["at"]) if kind == "customer" else None
+            at = _instant(document.get("at"))  # metrics and customers: when first defined
             if kind == "feature" and document["source"].get("deleted") is True:
                 continue  # deleted: nothing to define
             apply_definition(catalog, kind, document["source"], at)

@@ -16,6 +16,7 @@ from pipeline.billing.alerts import AlertState
 from pipeline.billing.catalog import SubscriptionDefinition
 from pipeline.billing.ids import subscription_id
 from pipeline.billing.invoices import ProgressiveRef
+from pipeline.billing.lifetime import Reached
 from pipeline.billing.periods import Period
 from pipeline.billing.timestamps import micros
 
@@ -74,6 +75,7 @@ class SubscriptionState:
         "lago_id",
         "period_fee_cents",
         "progressive",
+        "reached",
         "seen",
         "seq",
         "since_us",
@@ -110,6 +112,8 @@ class SubscriptionState:
         # Lifetime: I (`invoiced`), counters, and the de-duplication window.
         self.invoiced = 0
         self.invoices = 0
+        # The thresholds progressive invoices applied, for the lifetime usage (lifetime.py).
+        self.reached: tuple[Reached, ...] = ()
         self.seq = 0
         self.seen: dict[str, int] = {}
         self.accepted_ids: list[str] = []  # the journal (EngineSettings.journal)
@@ -159,6 +163,7 @@ class SubscriptionState:
         self.anchor = None
         self.terminated_at = None
         self.invoiced = 0
+        self.reached = ()
         self.alerts = {}  # the alerts of an earlier subscription ended with it
         self.closed_units = {}
         self.reset_period(None)
@@ -199,12 +204,20 @@ class SubscriptionState:
         other.held = list(self.held)
         other.invoiced = self.invoiced
         other.invoices = self.invoices
+        other.reached = self.reached
         other.seq = self.seq
         other.seen = dict(self.seen)
         other.accepted_ids = list(self.accepted_ids)
         other.forgotten_ids = list(self.forgotten_ids)
         other.alerts = {
-            code: AlertState(alert.definition, alert.lago_id, alert.prev, alert.triggers)
+            code: AlertState(
+                alert.definition,
+                alert.lago_id,
+                alert.prev,
+                alert.triggers,
+                alert.created_us,
+                alert.processed_us,
+            )
             for code, alert in self.alerts.items()
         }
         other.alert_serial = self.alert_serial

@@ -25,6 +25,7 @@ from pipeline.billing.invoices import (
     taxes_on,
     threshold_object,
 )
+from pipeline.billing.lifetime import remember_reached
 from pipeline.billing.periods import local_date, to_datetime
 from pipeline.billing.pricing import ChargeModel, Percentage, fee_cents
 from pipeline.billing.subscription import SubscriptionState
@@ -151,6 +152,7 @@ def _issue_progressive(
     period = sub.period
     shown_end = to_datetime(period.end)
     subtotal = sub.current - sub.progressed
+    lifetime = sub.definition.historical_usage_amount_cents + sub.invoiced + sub.current
     invoice = Invoice(
         lago_id=lago_id,
         sequential_id=sequential_id,
@@ -162,9 +164,7 @@ def _issue_progressive(
         taxes_cents=taxes_on(subtotal, customer),
         billing_period=BillingPeriod(period.start, shown_end, period.start, shown_end, PROGRESSIVE),
         applied_thresholds=crossed,
-        lifetime_usage_cents=sub.definition.historical_usage_amount_cents
-        + sub.invoiced
-        + sub.current,
+        lifetime_usage_cents=lifetime,
     )
     sub.progressive = ProgressiveRef(lago_id, sequential_id, sub.current)
     parties = ctx.parties(sub)
@@ -172,6 +172,7 @@ def _issue_progressive(
     issued = invoice_object(invoice, parties)
     ctx.outputs.append(webhooks.invoice_created(issued, sub.external_id, customer_id))
     sub.issued(issued, ctx.now)
+    sub.reached = remember_reached(sub.reached, crossed, lifetime, ctx.now_us)
     for index, threshold in enumerate(crossed):
         obj = subscription_object(sub, ctx)
         obj["usage_threshold"] = threshold_object(threshold)

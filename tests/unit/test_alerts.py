@@ -409,7 +409,7 @@ def test_a_version_1_state_still_loads_without_alerts():
     book.alert(thresholds=[{"value": "100"}])
     book.put(APRIL, "tick", None)
     document = json.loads(dump_subscription(book.ledger.subscriptions["s1"]))
-    assert document.pop("v") == 3 and document.pop("al") and document.pop("aln") == 1
+    assert document.pop("v") == 4 and document.pop("al") and document.pop("aln") == 1
     assert document.pop("lu") == {"tokens": "10"}
     document.pop("up")  # spec §12's unpaid invoices: version 3
     document["def"] = document["def"][:8]  # a version-1 definition has no entitlements
