@@ -95,7 +95,8 @@ def run(settings: Settings, *, seconds: float, subscriptions: int, rate: float, 
             f"{PAYMENT_DELAY_SECONDS:.0f} s after it is written, the others never do "
             f"(ai-starter: overdue {PAYMENT_GRACE_SECONDS} s after issue)"
         )
-        announce(demo, key, names[0], echo)
+        metered = [name for name, metric in names if metric == "llm_tokens"]  # ai_tokens' quota
+        announce(demo, key, metered[0], echo)
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         payer.start()
@@ -115,7 +116,7 @@ def run(settings: Settings, *, seconds: float, subscriptions: int, rate: float, 
         blocked = print_summary(demo, receiver, payer.schedule, echo)
         echo("")
         asked = [items[0].subscription for items in by_reason(blocked).values()]
-        show_access(demo, key, [*asked, *[n for n in names[:3] if n not in asked]][:4], echo)
+        show_access(demo, key, [*asked, *[n for n in metered[:3] if n not in asked]][:4], echo)
     receiver.stop()
     echo(
         f"demo {run_id} done. `tollgate invoices list` with TOLLGATE_DATABASE_SCHEMA="
