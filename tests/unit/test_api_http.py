@@ -25,7 +25,7 @@ from pipeline.wire import DEFAULT_SCHEMA_IDS, decode_usage_event
 
 KEY = "k-123"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-MAX_BODY = 4096
+MAX_BODY = 64 * 1024
 
 
 class Recorder(Publisher):
