@@ -232,11 +232,12 @@ def unpaid_invoice(ledger: Ledger, lago_invoice_id: str) -> tuple[str, dict[str,
     return None
 
 
-def invoice_with_status(invoice: dict[str, Any], payment_status: str) -> dict[str, Any]:
+def invoice_with_status(invoice: dict[str, Any], payment_status: object) -> dict[str, Any]:
     """The object `invoice.payment_status_updated` carries for `invoice` (as issued) and
-    `payment_status`; `InvalidPaymentStatus` for a status outside spec §12's list."""
+    `payment_status`; `InvalidPaymentStatus` for anything outside spec §12's list (the status
+    is taken as the request body gave it, whatever its JSON type)."""
     problem = payment_status_problem(payment_status)
-    if problem:
+    if problem or not isinstance(payment_status, str):
         raise InvalidPaymentStatus(problem)
     return with_payment_status(invoice, payment_status)
 
@@ -264,12 +265,13 @@ def alerts(ledger: Ledger, external_id: str) -> list[dict[str, Any]] | None:
 
 
 def alert_objects_for_request(
-    ledger: Ledger, external_id: str, alerts: list[dict[str, Any]], now: datetime
+    ledger: Ledger, external_id: str, alerts: list[Any], now: datetime
 ) -> list[dict[str, Any]]:
     """Validate the alerts posted for a subscription (Lago's create-alerts body items
-    `{alert_type, code, name?, thresholds, billable_metric_code?}`) as the engine will when
-    they arrive as `alert` records, in this order; return the objects they will have once
-    applied. Raises the engine's `DefinitionError` (a `ValueError`) naming the first problem.
+    `{alert_type, code, name?, thresholds, billable_metric_code?}`, any JSON value as the body
+    gave it) as the engine will when they arrive as `alert` records, in this order; return the
+    objects they will have once applied. Raises the engine's `DefinitionError` (a
+    `ValueError`) naming the first problem.
 
     A code the subscription (or an earlier item) already has is an update: it keeps its
     `lago_id`, `previous_value`, `created_at` and `last_processed_at`. A new one gets the
