@@ -38,7 +38,15 @@ from pipeline.billing.ids import (
     subscription_id,
 )
 from pipeline.billing.lifetime import MAX_RECURRING, Completion, Reached, completions
-from pipeline.billing.state import dump_clock, dump_definition, dump_subscription
+from pipeline.billing.state import (
+    DEFINITION_KINDS,
+    dump_clock,
+    dump_definition,
+    dump_subscription,
+    load_catalog,
+    load_clock,
+    load_subscription,
+)
 
 BEFORE = datetime(2025, 2, 20, tzinfo=UTC)
 START = datetime(2025, 3, 1, tzinfo=UTC)
@@ -520,15 +528,16 @@ def test_a_returned_invoice_is_a_copy():
     assert again is not None and again[1]["fees"] and again[1]["payment_status"] == "pending"
 
 
-def test_invoice_with_an_unknown_status_is_refused_with_the_engines_message():
+@pytest.mark.parametrize("status", ["paid", 5, None])
+def test_invoice_with_an_unknown_status_is_refused_with_the_engines_message(status: Any):
     book = march_usage()
     lago_id = book.bodies("invoice.created")[0]["invoice"]["lago_id"]
     found = queries.unpaid_invoice(book.ledger, lago_id)
     assert found is not None
     with pytest.raises(queries.InvalidPaymentStatus) as refused:
-        queries.invoice_with_status(found[1], "paid")
+        queries.invoice_with_status(found[1], status)
     payment = {"lago_invoice_id": lago_id, "external_subscription_id": "s1"}
-    book.put(MID + DAY, "invoice_payment", payment | {"payment_status": "paid"})
+    book.put(MID + DAY, "invoice_payment", payment | {"payment_status": status})
     assert book.refused == [str(refused.value)]
 
 
@@ -676,6 +685,59 @@ def test_an_alert_request_for_a_subscription_not_active_is_refused():
         queries.alert_objects_for_request(book.ledger, "s1", [SPEND], MID + DAY)
 
 
+# -- a restarted worker -------------------------------------------------------------------------
+
+
+def _restored(ledger: Ledger) -> Ledger:
+    """The ledger a worker continues from after a restart: stored, then loaded."""
+    catalog = load_catalog(_state(ledger)[1])
+    subscriptions = [load_subscription(dump_subscription(s)) for s in ledger.subscriptions.values()]
+    return Ledger.restore(None, load_clock(dump_clock(ledger.clock)), catalog, subscriptions)
+
+
+def _answers(ledger: Ledger) -> list[Any]:
+    now = ledger.clock or BEFORE
+    return [
+        queries.lifetime_usage(ledger, "s1"),
+        queries.current_usage(ledger, "c1", "s1"),
+        queries.entitlements(ledger, "s1"),
+        queries.alerts(ledger, "s1"),
+        [queries.access(ledger, "s1", code, now) for code in ("api", "sso")],
+        queries.alert_objects_for_request(ledger, "s1", [SPEND, UNITS], now),
+        [queries.unpaid_invoice(ledger, invoice_id(S1, n)) for n in (1, 2, 3)],
+    ]
+
+
+def test_a_restored_ledger_answers_like_the_original():
+    """Thresholds reached, alert and metric instants are stored with the state."""
+    book = march_usage()
+    book.alert(MID, **SPEND)
+    book.alert(MID, **UNITS)
+    book.put(APRIL, "tick", None)
+    book.use(APRIL + DAY, 2100)
+    answers = _answers(book.ledger)
+    assert answers[0]["usage_thresholds"][1]["reached_at"] == "2025-04-02T00:00:00Z"
+    assert answers[3][0]["last_processed_at"] == "2025-04-02T00:00:00Z"
+    assert _answers(_restored(book.ledger)) == answers
+
+
+def test_an_alert_stored_before_its_instants_were_kept_shows_its_subscriptions():
+    book = Book(created=BEFORE)
+    book.alert(MID, **SPEND)
+    document = json.loads(dump_subscription(book.ledger.subscriptions["s1"]))
+    document["v"] = 3
+    document["al"] = [items[:8] for items in document["al"]]
+    sub = load_subscription(json.dumps(document).encode())
+    ledger = Ledger.restore(None, book.ledger.clock, book.ledger.catalog, [sub])
+    listed = queries.alerts(ledger, "s1")
+    assert listed is not None
+    assert (listed[0]["created_at"], listed[0]["last_processed_at"]) == (
+        "2025-02-20T00:00:00Z",  # the subscription's creation
+        None,
+    )
+    AlertResponse.parse_obj(listed[0])
+
+
 # -- queries change nothing ----------------------------------------------------------------------
 
 _STEPS = st.lists(
@@ -745,10 +807,15 @@ def _records(steps: list[tuple[str, Any]]) -> list[Record]:
 
 def _state(ledger: Ledger) -> list[Any]:
     catalog = ledger.catalog
-    definitions = [dump_definition(catalog, "billable_metric", code) for code in catalog.metrics]
-    definitions += [dump_definition(catalog, "plan", code) for code in catalog.plans]
-    definitions += [dump_definition(catalog, "feature", code) for code in catalog.features]
-    definitions += [dump_definition(catalog, "customer", key) for key in catalog.customers]
+    held = {
+        "billable_metric": catalog.metrics,
+        "feature": catalog.features,
+        "plan": catalog.plans,
+        "customer": catalog.customers,
+    }
+    definitions = [
+        dump_definition(catalog, kind, key) for kind in DEFINITION_KINDS for key in held[kind]
+    ]
     subscriptions = [
         (dump_subscription(sub), list(sub.accepted_ids), list(sub.forgotten_ids))
         for sub in ledger.subscriptions.values()
