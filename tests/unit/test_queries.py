@@ -458,6 +458,28 @@ def test_access_at_a_wall_clock_ahead_sees_an_invoice_fall_overdue():
     assert sso == [queries.access(book.ledger, "s1", "sso", MID + timedelta(hours=1))]
 
 
+def test_access_ahead_of_the_clock_sees_the_period_the_next_tick_opens():
+    """At MID the quota is used up; asked at April 1st (the clock still at MID) the answer is
+    the one the tick at April 1st then pushes: a new period, the whole allowance again."""
+    book = Book()
+    book.use(MID, 1000)
+    assert answer_at(book, "api", MID) == ("quota_exhausted", 0)
+    ahead = queries.access(book.ledger, "s1", "api", APRIL)
+    assert book.ledger.clock == MID and book.ledger.subscriptions["s1"].period.start == START
+    assert (ahead["reason"], ahead["remaining"]) == ("allowed", 1000)
+    pushed = [b["access"] for b in book.put(APRIL, "tick", None) if "access" in b]
+    assert pushed == [ahead]
+
+
+def test_access_ahead_of_the_clock_sees_a_pending_subscription_start():
+    book = Book(created=BEFORE)
+    assert answer_at(book, "sso", START - timedelta(seconds=1)) == ("subscription_inactive", None)
+    ahead = queries.access(book.ledger, "s1", "sso", START)
+    assert (ahead["reason"], book.ledger.subscriptions["s1"].status) == ("allowed", "pending")
+    pushed = [b["access"] for b in book.put(START, "tick", None) if "access" in b]
+    assert [a for a in pushed if a["feature_code"] == "sso"] == [ahead]
+
+
 def test_access_equals_every_pushed_decision():
     """After each record, every `subscription.access_changed` it pushed is what the query
     answers at the pipeline clock (evaluated_at included: both are the clock)."""
@@ -854,7 +876,7 @@ def _ask_everything(ledger: Ledger, now: datetime) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(_STEPS, st.integers(0, 10**6))
+@given(_STEPS, st.one_of(st.integers(0, 3600), st.integers(0, 40 * 86400)))
 def test_queries_never_change_the_ledger(steps: list[tuple[str, Any]], ahead_s: int):
     """A ledger queried after every record bills exactly like one never queried: same outputs,
     same stored state, same journal."""
@@ -869,4 +891,11 @@ def test_queries_never_change_the_ledger(steps: list[tuple[str, Any]], ahead_s: 
         assert [o.body for o in got.outputs] == [o.body for o in want.outputs]
         assert [r.message for r in got.rejections] == [r.message for r in want.rejections]
     assert _state(asked) == _state(quiet)
-    json.dumps(_state(asked), default=repr)  # plain data, comparable
+    # Asked ahead of the clock: what a tick at that instant then decides (and pushes).
+    now = (asked.clock or BEFORE) + timedelta(seconds=ahead_s)
+    answers = {f: queries.access(asked, "s1", f, now) for f in ("api", "sso", "beta")}
+    pushed = [
+        o.body["access"] for o in quiet.step(Record(now, "tick")).outputs if o.body.get("access")
+    ]
+    assert answers == {f: queries.access(quiet, "s1", f, now) for f in answers}
+    assert all(answers[a["feature_code"]] == a for a in pushed)
