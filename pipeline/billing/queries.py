@@ -29,13 +29,13 @@ from pipeline.billing.catalog import (
     Plan,
     applicable_thresholds,
 )
-from pipeline.billing.engine import Ledger
+from pipeline.billing.engine import Ledger, Record
 from pipeline.billing.entitlements import feature_object, payment_status_problem
 from pipeline.billing.invoices import FeeLine, format_units, taxes_on, with_payment_status
 from pipeline.billing.lifetime import completions
 from pipeline.billing.money import ENGINE_CONTEXT
 from pipeline.billing.periods import local_date, to_datetime
-from pipeline.billing.subscription import ACTIVE, SubscriptionState
+from pipeline.billing.subscription import ACTIVE, PENDING, SubscriptionState
 from pipeline.billing.timestamps import EPOCH, from_micros, iso, micros
 from pipeline.billing.usage import charge_lines
 
@@ -209,11 +209,40 @@ def entitlements(ledger: Ledger, external_id: str) -> list[dict[str, Any]] | Non
 def access(ledger: Ledger, external_id: str, feature_code: str, now: datetime) -> dict[str, Any]:
     """Spec §12's answer at `now`: the decision the engine would push in
     `subscription.access_changed` at that instant (same rules, same code). An unknown
-    subscription answers `unknown_subscription`."""
+    subscription answers `unknown_subscription`.
+
+    `now` may be ahead of the pipeline clock (the shell asks at the wall clock when it is):
+    invoices falling overdue by then count, and if the subscription would start or close a
+    period by then, the decision is taken on a copy of it moved to `now` by the engine itself
+    (a tick on a scratch ledger), as the next tick will."""
     sub = ledger.subscriptions.get(external_id)
+    if sub is not None and _due_by(ledger, sub, now):
+        sub = _moved_to(ledger, sub, now)
     with localcontext(ENGINE_CONTEXT):
         decision = decide(sub, feature_code, ledger.catalog, micros(now))
     return answer(external_id, feature_code, decision, now)
+
+
+def _due_by(ledger: Ledger, sub: SubscriptionState, now: datetime) -> bool:
+    """Whether the clock reaching `now` would start `sub` or close its period."""
+    if sub.external_id in ledger.quarantined:
+        return False  # the engine leaves it as it is until a restart
+    if sub.status == PENDING:
+        return sub.subscription_at is not None and sub.subscription_at <= now
+    period = sub.period
+    return (
+        sub.status == ACTIVE
+        and period is not None
+        and period.end + ledger.settings.allowed_lateness <= now
+    )
+
+
+def _moved_to(ledger: Ledger, sub: SubscriptionState, now: datetime) -> SubscriptionState:
+    """A copy of `sub` as a tick at `now` leaves it. The scratch ledger shares the catalogue,
+    which a tick only reads."""
+    scratch = Ledger.restore(ledger.settings, ledger.clock, ledger.catalog, [sub.clone()])
+    scratch.run((Record(now, "tick"),))
+    return scratch.subscriptions[sub.external_id]
 
 
 # -- invoices ------------------------------------------------------------------------------------
@@ -232,11 +261,12 @@ def unpaid_invoice(ledger: Ledger, lago_invoice_id: str) -> tuple[str, dict[str,
     return None
 
 
-def invoice_with_status(invoice: dict[str, Any], payment_status: str) -> dict[str, Any]:
+def invoice_with_status(invoice: dict[str, Any], payment_status: object) -> dict[str, Any]:
     """The object `invoice.payment_status_updated` carries for `invoice` (as issued) and
-    `payment_status`; `InvalidPaymentStatus` for a status outside spec §12's list."""
+    `payment_status`; `InvalidPaymentStatus` for anything outside spec §12's list (the status
+    is taken as the request body gave it, whatever its JSON type)."""
     problem = payment_status_problem(payment_status)
-    if problem:
+    if problem or not isinstance(payment_status, str):
         raise InvalidPaymentStatus(problem)
     return with_payment_status(invoice, payment_status)
 
@@ -264,12 +294,13 @@ def alerts(ledger: Ledger, external_id: str) -> list[dict[str, Any]] | None:
 
 
 def alert_objects_for_request(
-    ledger: Ledger, external_id: str, alerts: list[dict[str, Any]], now: datetime
+    ledger: Ledger, external_id: str, alerts: list[Any], now: datetime
 ) -> list[dict[str, Any]]:
     """Validate the alerts posted for a subscription (Lago's create-alerts body items
-    `{alert_type, code, name?, thresholds, billable_metric_code?}`) as the engine will when
-    they arrive as `alert` records, in this order; return the objects they will have once
-    applied. Raises the engine's `DefinitionError` (a `ValueError`) naming the first problem.
+    `{alert_type, code, name?, thresholds, billable_metric_code?}`, any JSON value as the body
+    gave it) as the engine will when they arrive as `alert` records, in this order; return the
+    objects they will have once applied. Raises the engine's `DefinitionError` (a
+    `ValueError`) naming the first problem.
 
     A code the subscription (or an earlier item) already has is an update: it keeps its
     `lago_id`, `previous_value`, `created_at` and `last_processed_at`. A new one gets the
