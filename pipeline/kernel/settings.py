@@ -247,7 +247,9 @@ class Settings:
             "API_KEYS",
             "API keys accepted by the HTTP API (`Authorization: Bearer <key>`), "
             "comma-separated. Empty: every request is refused with 401.",
-            matching(r"[A-Za-z0-9._~+/=:, -]*", "comma-separated keys of letters, digits, ._~+/=:-"),
+            matching(
+                r"[A-Za-z0-9._~+/=:, -]*", "comma-separated keys of letters, digits, ._~+/=:-"
+            ),
         ),
     )
     api_max_body_bytes: int = field(
