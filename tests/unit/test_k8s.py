@@ -53,10 +53,10 @@ def containers(workload: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def configured() -> dict[str, str]:
-    """The variables every container gets: the ConfigMap and the database Secret."""
+    """The variables the containers get: the ConfigMap and the Secrets (database, API keys)."""
     (config,) = of_kind("ConfigMap")
-    (secret,) = of_kind("Secret")
-    return {**config["data"], **secret["stringData"]}
+    secrets = [secret["stringData"] for secret in of_kind("Secret")]
+    return {**config["data"], **{k: v for data in secrets for k, v in data.items()}}
 
 
 def settings() -> Settings:
@@ -105,7 +105,8 @@ def test_every_container_takes_the_configuration_and_runs_a_tollgate_command() -
                 assert ref["name"] in {
                     doc["metadata"]["name"] for doc in of_kind("ConfigMap", "Secret")
                 }
-            assert {item["name"] for item in container.get("env", [])} <= known
+            # POD_IP: the pod's address, only to build TOLLGATE_API_URL from
+            assert {item["name"] for item in container.get("env", [])} <= known | {"POD_IP"}
             assert container["image"] == kustomization()["images"][0]["name"]
             program, *args = container["command"]
             assert program == "tollgate"
@@ -195,3 +196,13 @@ def test_the_cluster_scrape_jobs_find_every_component() -> None:
         assert keep["source_labels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_component"]
         found |= {c for c in components if re.fullmatch(keep["regex"], c)}
     assert found == components
+
+
+def test_workers_advertise_their_pod_address_and_share_the_api_keys() -> None:
+    (worker,) = named("StatefulSet", "tollgate-worker")["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in worker.get("env", [])}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["TOLLGATE_API_URL"]["value"] == "http://$(POD_IP):8000"
+    sources = {ref.get("secretRef", {}).get("name") for ref in worker["envFrom"]}
+    assert "tollgate-api-keys" in sources
+    assert "TOLLGATE_API_KEYS" in named("Secret", "tollgate-api-keys")["stringData"]
