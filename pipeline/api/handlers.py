@@ -22,6 +22,7 @@ from pipeline.api.events import MAX_BATCH, EventRefused, checked, event_object
 from pipeline.api.forwarding import Forwarder, forwarded
 from pipeline.api.publishing import Publisher
 from pipeline.billing import queries
+from pipeline.billing.engine import Ledger
 from pipeline.wire import (
     AlertRecord,
     PaymentRecord,
@@ -128,15 +129,28 @@ class Handlers:
             raise unavailable("this subscription's partition is moving between workers; retry")
         return await self.forwarder.forward(request, where.url, body)
 
-    async def lifetime_usage(self, request: web.Request) -> web.Response:
+    async def _subscription_read(
+        self, request: web.Request, root: str, query: Callable[[Ledger, str], Any]
+    ) -> web.Response:
+        """`{root: query(ledger, external_id)}` from the owner; 404 when the query finds no
+        such subscription (None)."""
         external_id = request.match_info["external_id"]
         here = await self._at_owner(request, external_id)
         if isinstance(here, web.Response):
             return here
-        usage = queries.lifetime_usage(here.ledger, external_id)
-        if usage is None:
+        found = query(here.ledger, external_id)
+        if found is None:
             raise not_found("subscription")
-        return answer({"lifetime_usage": usage})
+        return answer({root: found})
+
+    async def lifetime_usage(self, request: web.Request) -> web.Response:
+        return await self._subscription_read(request, "lifetime_usage", queries.lifetime_usage)
+
+    async def entitlements(self, request: web.Request) -> web.Response:
+        return await self._subscription_read(request, "entitlements", queries.entitlements)
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        return await self._subscription_read(request, "alerts", queries.alerts)
 
     async def current_usage(self, request: web.Request) -> web.Response:
         customer = request.match_info["external_customer_id"]
@@ -151,26 +165,6 @@ class Handlers:
             known = external_id in here.ledger.subscriptions
             raise not_found("customer" if known else "subscription")
         return answer({"customer_usage": usage})
-
-    async def entitlements(self, request: web.Request) -> web.Response:
-        external_id = request.match_info["external_id"]
-        here = await self._at_owner(request, external_id)
-        if isinstance(here, web.Response):
-            return here
-        found = queries.entitlements(here.ledger, external_id)
-        if found is None:
-            raise not_found("subscription")
-        return answer({"entitlements": found})
-
-    async def alerts(self, request: web.Request) -> web.Response:
-        external_id = request.match_info["external_id"]
-        here = await self._at_owner(request, external_id)
-        if isinstance(here, web.Response):
-            return here
-        found = queries.alerts(here.ledger, external_id)
-        if found is None:
-            raise not_found("subscription")
-        return answer({"alerts": found})
 
     async def access(self, request: web.Request) -> web.Response:
         """Always 200 with a decision (unknown subscriptions included): a gateway handles
