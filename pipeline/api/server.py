@@ -9,10 +9,12 @@ routing, so an unknown path is a 404 whoever asks; no key, header or body is eve
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from pipeline.api import metrics
 from pipeline.api.auth import Keys
 from pipeline.api.errors import ApiError
 from pipeline.api.forwarding import SERVED_BY
@@ -30,8 +32,13 @@ def build_application(
 ) -> web.Application:
     @web.middleware
     async def lago_answers(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
         response = await _answer(request, handler)
         response.headers.setdefault(SERVED_BY, served_by)
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        metrics.SECONDS.labels(name).observe(time.perf_counter() - started)
+        metrics.REQUESTS.labels(name, str(response.status)).inc()
         return response
 
     async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
