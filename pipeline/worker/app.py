@@ -246,9 +246,18 @@ class Flusher:
             self._writing = asyncio.ensure_future(self._flush())
 
     async def _flush(self) -> None:
+        """The batches held so far are taken first; then each partition is staged on its own,
+        letting the loop run in between (API requests, the agent): staging a partition is
+        synchronous, so each partition's flush is whole, and a batch applied in between is
+        held for the next flush, whether or not this one happens to store its effect."""
         try:
-            staged = self.runner.stage()
             held, self._held = self._held, []
+            staged = []
+            for partition in sorted(self.runner.books):
+                flush = self.runner.stage_partition(partition)
+                if flush is not None:
+                    staged.append((partition, flush))
+                await asyncio.sleep(0)
             await self.runner.write(staged, self.access)
             for stream, event in held:
                 await stream.ack(event)

@@ -106,15 +106,12 @@ class Runner:
         metrics.APPLIED_OFFSET.labels(str(source)).set(book.head_offset)
         return applied
 
-    def stage(self) -> list[tuple[int, Flush]]:
-        """Every partition's writes since the last flush (partition.py); the books count them
-        as stored from here on, so `write` must carry them out or the process must end."""
-        staged = []
-        for partition, book in sorted(self.books.items()):
-            flush = book.flush()
-            if flush is not None:
-                staged.append((partition, flush))
-        return staged
+    def stage_partition(self, partition: int) -> Flush | None:
+        """One partition's writes since its last flush (partition.py), None when there is
+        nothing new or the partition is not held; the book counts them as stored from here on,
+        so `write` must carry them out or the process must end."""
+        book = self.books.get(partition)
+        return None if book is None else book.flush()
 
     async def write(self, staged: list[tuple[int, Flush]], table: TableAccess) -> int:
         """Write staged flushes phase by phase — every partition's phase 1, acknowledged, then
