@@ -200,9 +200,8 @@ def entitlements(ledger: Ledger, external_id: str) -> list[dict[str, Any]] | Non
     features = [
         feature_object(catalog.features[code], effective[code]) for code in sorted(effective)
     ]
-    copied: list[dict[str, Any]] = copy.deepcopy(
-        features
-    )  # a privilege's config is the catalogue's
+    # a copy: a privilege's config is the catalogue's own object
+    copied: list[dict[str, Any]] = copy.deepcopy(features)
     return copied
 
 
