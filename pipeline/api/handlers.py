@@ -23,6 +23,7 @@ from pipeline.api.forwarding import Forwarder, forwarded
 from pipeline.api.publishing import Publisher
 from pipeline.billing import queries
 from pipeline.billing.engine import Ledger
+from pipeline.billing.entitlements import payment_status_problem
 from pipeline.wire import (
     AlertRecord,
     PaymentRecord,
@@ -33,7 +34,6 @@ from pipeline.wire import (
     encode_payment_record,
 )
 
-PAYMENT_STATUSES = ("pending", "succeeded", "failed")
 READ_TIMEOUT = 10.0
 """Seconds a client has to send its request body."""
 
@@ -242,8 +242,9 @@ class Handlers:
         lago_id = request.match_info["lago_id"]
         raw = await self._body(request)
         status = object_at(raw, "invoice").get("payment_status")
-        if status not in PAYMENT_STATUSES:
-            raise invalid({"payment_status": [f"must be one of {', '.join(PAYMENT_STATUSES)}"]})
+        problem = payment_status_problem(status)  # the engine's rule and words
+        if problem:
+            raise invalid({"payment_status": [problem]})
         for here in self.directory.local():
             found = queries.unpaid_invoice(here.ledger, lago_id)
             if found is not None:
